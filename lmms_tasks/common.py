@@ -1,0 +1,345 @@
+"""Task functions shared by every ``stvg_*`` lmms-eval task (referenced from the YAMLs as ``!function``).
+
+Why one module: lmms-eval executes a task folder's ``utils.py`` once per tag as a standalone
+module, so the logic lives here, is imported once, and keeps no mutable state except a load cache.
+
+* Data: each task reads its benchmark's **native** annotation file named by an environment
+  variable (:data:`TASK_SOURCES`) through :func:`stvg_plugin.adapters.load_benchmark`. The YAML
+  loads a one-row placeholder JSONL (so lmms-eval's dataset step stays local) and
+  ``process_docs`` replaces it with one doc per query, carrying the whole unified record.
+* Scoring: ``process_results`` rebuilds the query and the prediction and calls
+  :func:`stvg_plugin.metrics.score_query`, the same code ``stvg evaluate`` runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+
+log = logging.getLogger("stvg.lmms")
+
+# --------------------------------------------------------------------------- data sources
+
+
+class TaskDataError(StvgError, ValueError):
+    """A task's annotations or videos are not where its environment variables say."""
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """Where one lmms-eval task finds its native annotations and videos.
+
+    ``annotations_env`` names a file, or a folder holding ``annotations_file`` when that is set;
+    ``options_env`` maps extra :func:`load_benchmark` keywords to the variables that give them.
+    """
+
+    benchmark: str
+    annotations_env: str
+    videos_env: str | None = None
+    annotations_file: str | None = None
+    options_env: dict[str, str] = field(default_factory=dict)
+    qtype: str | None = None
+    what: str = "annotation file"
+
+
+TASK_SOURCES: dict[str, TaskSource] = {
+    "stvg_hcstvg_v1": TaskSource(
+        "hcstvg_v1", "STVG_HCSTVG_V1_ANNOTATIONS", "STVG_HCSTVG_V1_VIDEOS", what="HC-STVG v1 test.json"
+    ),
+    "stvg_hcstvg_v2": TaskSource(
+        "hcstvg_v2",
+        "STVG_HCSTVG_V2_ANNOTATIONS",
+        "STVG_HCSTVG_V2_VIDEOS",
+        options_env={"video_parts": "STVG_HCSTVG_V2_VIDEO_PARTS"},
+        what="HC-STVG v2 valv2.json",
+    ),
+    "stvg_vidstg_declarative": TaskSource(
+        "vidstg",
+        "STVG_VIDSTG_ANNOTATIONS",
+        "STVG_VIDSTG_VIDEOS",
+        options_env={"trajectories": "STVG_VIDSTG_TRAJECTORIES", "vidor_dir": "STVG_VIDSTG_VIDOR_DIR"},
+        qtype="declarative",
+        what="VidSTG test_annotations.json",
+    ),
+    "stvg_vidstg_interrogative": TaskSource(
+        "vidstg",
+        "STVG_VIDSTG_ANNOTATIONS",
+        "STVG_VIDSTG_VIDEOS",
+        options_env={"trajectories": "STVG_VIDSTG_TRAJECTORIES", "vidor_dir": "STVG_VIDSTG_VIDOR_DIR"},
+        qtype="interrogative",
+        what="VidSTG test_annotations.json",
+    ),
+    "stvg_charades_sta": TaskSource(
+        "charades_sta", "STVG_CHARADES_STA_ANNOTATIONS", "STVG_CHARADES_STA_VIDEOS", what="charades_sta_test.txt"
+    ),
+    "stvg_vstar": TaskSource("vstar", "STVG_VSTAR_ANNOTATIONS", "STVG_VSTAR_VIDEOS", what="V_STaR_test.json"),
+    "stvg_synthetic": TaskSource(
+        "unified", "STVG_SYNTHETIC_DIR", annotations_file="annotations.jsonl", what="folder written by `stvg synth`"
+    ),
+}
+TASK_GROUPS: dict[str, tuple[str, ...]] = {"stvg_vidstg": ("stvg_vidstg_declarative", "stvg_vidstg_interrogative")}
+ON_ERROR_ENV = "STVG_LMMS_ON_ERROR"
+
+
+def _env_path(var: str, task: str, what: str, kind: str) -> Path:
+    value = os.environ.get(var, "").strip()
+    if not value:
+        raise TaskDataError(f"{task}: environment variable {var} is not set; set {var} to the {what}")
+    path = Path(value).expanduser()
+    ok = path.is_dir() if kind == "dir" else path.is_file()
+    if not ok:
+        raise TaskDataError(f"{task}: {var}={value} is not an existing {kind}; set {var} to the {what}")
+    return path
+
+
+def resolve_source(task: str) -> tuple[Path, Path | None, dict[str, Any]]:
+    """``(annotations file, video folder or None, load_benchmark keywords)`` for ``task``, checked."""
+    src = TASK_SOURCES[task]
+    if src.annotations_file:
+        folder = _env_path(src.annotations_env, task, src.what, "dir")
+        annotations = folder / src.annotations_file
+        if not annotations.is_file():
+            raise TaskDataError(
+                f"{task}: {src.annotations_env}={folder} holds no {src.annotations_file}; set it to the {src.what}"
+            )
+    else:
+        annotations = _env_path(src.annotations_env, task, src.what, "file")
+    videos = _env_path(src.videos_env, task, "folder of the videos", "dir") if src.videos_env else None
+    kwargs: dict[str, Any] = {}
+    for key, var in src.options_env.items():
+        if os.environ.get(var, "").strip():
+            kwargs[key] = str(_env_path(var, task, key, "dir" if key == "vidor_dir" else "file"))
+    if src.benchmark == "vidstg" and not kwargs:
+        raise TaskDataError(
+            f"{task}: VidSTG boxes need STVG_VIDSTG_TRAJECTORIES (TubeDETR trajectories file) "
+            "or STVG_VIDSTG_VIDOR_DIR (VidOR annotation folder)"
+        )
+    if src.benchmark == "charades_sta":
+        kwargs["probe"] = True  # fps / frame count / size come from the videos, not the .txt
+    on_error = os.environ.get(ON_ERROR_ENV, "raise").strip() or "raise"
+    kwargs["on_error"] = on_error
+    return annotations, videos, kwargs
+
+
+def expand_task_names(patterns: Iterable[str]) -> list[str]:
+    """The ``stvg_*`` tasks a ``--tasks`` value selects (names, groups, wildcards); others are ignored."""
+    out: list[str] = []
+    for pat in patterns:
+        pat = pat.strip()
+        names = TASK_GROUPS.get(pat) or fnmatch.filter(TASK_SOURCES, pat)
+        if not names:
+            for group, members in TASK_GROUPS.items():
+                if fnmatch.fnmatchcase(group, pat):
+                    names = [*names, *members]
+        out.extend(n for n in names if n not in out)
+    return out
+
+
+_LOAD_LOCK = threading.Lock()
+_LOADED: dict[tuple, list[GroundingQuery]] = {}
+
+
+def load_task_queries(task: str) -> list[GroundingQuery]:
+    """The task's queries (cached per process: the two VidSTG tasks share one file read)."""
+    from stvg_plugin.adapters import load_benchmark
+
+    src = TASK_SOURCES[task]
+    annotations, videos, kwargs = resolve_source(task)
+    key = (src.benchmark, str(annotations), str(videos), tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            skipped: list = []
+            queries = load_benchmark(src.benchmark, str(annotations), str(videos) if videos else None,
+                                     skipped=skipped, **kwargs)
+            for s in skipped:
+                log.warning("%s: skipped %s [%s]: %s", task, s.path, s.entry, s.reason)
+            if skipped:
+                log.warning("%s: %d annotation entries skipped (%s=skip)", task, len(skipped), ON_ERROR_ENV)
+            _LOADED[key] = queries
+        queries = _LOADED[key]
+    if src.qtype is not None:
+        queries = [q for q in queries if q.qtype == src.qtype]
+    if not queries:
+        raise TaskDataError(f"{task}: {annotations} holds no {src.qtype or ''} queries".replace("  ", " "))
+    return queries
+
+
+def query_to_doc(query: GroundingQuery, benchmark: str, protocol: str) -> dict[str, Any]:
+    """One lmms-eval doc: flat fields for prompts and models, plus the full record for scoring."""
+    return {
+        "qid": query.qid,
+        "video": query.video,
+        "query": query.query,
+        "task_type": query.task,
+        "qtype": query.qtype or "",
+        "fps": float(query.fps),
+        "num_frames": int(query.num_frames),
+        "width": int(query.width),
+        "height": int(query.height),
+        "duration_s": float(query.duration_s),
+        "benchmark": benchmark,
+        "protocol": protocol,
+        "record": json.dumps(query.to_json(), ensure_ascii=False),
+    }
+
+
+def load_docs(task: str, dataset: Any = None) -> Any:
+    """``process_docs``: ignore the placeholder rows and return the task's queries as a Dataset."""
+    import datasets
+
+    from stvg_plugin.adapters import default_protocol
+
+    src = TASK_SOURCES[task]
+    protocol = default_protocol(src.benchmark)
+    queries = load_task_queries(task)
+    missing = sorted({q.video for q in queries if not os.path.isfile(q.video)})
+    if missing:
+        log.warning("%s: %d videos missing (their queries will score 0): %s", task, len(missing), ", ".join(missing[:10]))
+    return datasets.Dataset.from_list([query_to_doc(q, src.benchmark, protocol) for q in queries])
+
+
+process_docs_hcstvg_v1 = partial(load_docs, "stvg_hcstvg_v1")
+process_docs_hcstvg_v2 = partial(load_docs, "stvg_hcstvg_v2")
+process_docs_vidstg_declarative = partial(load_docs, "stvg_vidstg_declarative")
+process_docs_vidstg_interrogative = partial(load_docs, "stvg_vidstg_interrogative")
+process_docs_charades_sta = partial(load_docs, "stvg_charades_sta")
+process_docs_vstar = partial(load_docs, "stvg_vstar")
+process_docs_synthetic = partial(load_docs, "stvg_synthetic")
+
+
+def query_from_doc(doc: dict) -> GroundingQuery:
+    return GroundingQuery.from_json(json.loads(doc["record"]), entry=f"qid {doc.get('qid')}")
+
+
+# --------------------------------------------------------------------------- prompts (stock models)
+
+STVG_PROMPT = (
+    'The video is {duration:.1f} seconds long and {width}x{height} pixels. Find: "{query}". '
+    'Answer with the time span as "from <start> s to <end> s", then one bounding box per second '
+    'of that span as "<t> s: [x1, y1, x2, y2]" in pixels of the original frame.'
+)
+TVG_PROMPT = (
+    'The video is {duration:.1f} seconds long. When does this happen: "{query}"? '
+    'Answer only with the time span as "from <start> s to <end> s".'
+)
+
+
+def doc_to_visual(doc: dict) -> list[str]:
+    return [doc["video"]]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """Prompt for stock lmms-eval models; the stvg models ground ``doc["query"]`` with their own prompt."""
+    kw = lmms_eval_specific_kwargs or {}
+    template = TVG_PROMPT if doc["task_type"] == "tvg" else STVG_PROMPT
+    text = template.format(duration=doc["duration_s"], width=doc["width"], height=doc["height"], query=doc["query"])
+    return f"{kw.get('pre_prompt', '')}{text}{kw.get('post_prompt', '')}"
+
+
+def doc_to_target(doc: dict) -> str:
+    """A readable GT summary for the samples log (``target``); scoring uses the full record."""
+    record = json.loads(doc["record"])
+    return json.dumps({"span_frames": record.get("span_frames"), "span_s": record.get("span_s")})
+
+
+# --------------------------------------------------------------------------- scoring
+
+COUNT_METRICS = ("parse_failed", "missing_video", "error")
+
+
+def metric_names(protocol: str) -> dict[str, str]:
+    """lmms-eval metric name -> key of ``score_query``'s row: exactly the summary keys of ``evaluate``."""
+    from stvg_plugin.metrics.engine import metric_names as engine_metric_names
+
+    return {summary_key: row_key for row_key, summary_key in engine_metric_names(protocol)}
+
+
+def prediction_from_answer(answer: str, query: GroundingQuery) -> GroundingPrediction:
+    """The stvg models answer ``GroundingPrediction.to_json()``; anything else is read as free text."""
+    from stvg_plugin.parsing import parse_answer
+
+    text = answer if isinstance(answer, str) else ""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and "qid" in obj:
+            pred = GroundingPrediction.from_json(obj)
+            if pred.qid != query.qid:
+                raise TaskDataError(f"answer is for qid {pred.qid!r}, expected {query.qid!r}")
+            return pred
+    parsed = parse_answer(
+        text,
+        duration_s=query.duration_s,
+        fps=query.fps,
+        num_frames=query.num_frames,
+        width=query.width,
+        height=query.height,
+    )
+    return parsed.to_prediction(query.qid)
+
+
+def total(items: list[float]) -> float:
+    """Aggregation for the count metrics (lmms-eval has no ``sum``)."""
+    return float(sum(items))
+
+
+def _finite(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) else 0.0
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
+    """Per-query metrics from the core scorer, plus detail keys that ``--log_samples`` keeps.
+
+    Never raises (lmms-eval would retry it for ~8 s and then abort the run): a failure scores 0 and
+    sets ``error``; an unreadable answer scores 0 and sets ``parse_failed``. Thread-safe: no shared
+    mutable state.
+    """
+    from stvg_plugin.metrics import score_query
+
+    protocol = doc.get("protocol") or "tubedetr"
+    names = metric_names(protocol)
+    answer = results[0] if results else ""
+    out: dict[str, Any] = {name: 0.0 for name in names}
+    out.update({"parse_failed": 0.0, "missing_video": 0.0, "error": 0.0})
+    out.update({"qid": doc.get("qid"), "video": doc.get("video"), "prediction": None, "failure": None})
+    try:
+        query = query_from_doc(doc)
+        out["missing_video"] = float(not os.path.isfile(query.video))
+        prediction = prediction_from_answer(answer, query)
+        out["prediction"] = prediction.to_json()
+        out["parse_failed"] = float(prediction.parse_failed)
+        if prediction.error:
+            out["error"] = 1.0
+            out["failure"] = prediction.error
+        row = score_query(query, prediction, protocol=protocol)
+        out["parse_failed"] = float(bool(row.get("parse_failed")))
+        for name, key in names.items():
+            if row.get(key) is None:  # undefined for this query (e.g. V-STaR item without GT boxes):
+                del out[name]  # left out of the mean, as evaluate() skips it
+            else:
+                out[name] = _finite(row[key])
+    except Exception as exc:  # noqa: BLE001 - any failure must score 0 and be named, never abort the run
+        out.update({name: 0.0 for name in names})
+        out["error"] = 1.0
+        out["failure"] = f"{type(exc).__name__}: {exc}"
+        if out["prediction"] is None:
+            out["prediction"] = GroundingPrediction(qid=str(doc.get("qid")), raw_text=answer, error=out["failure"]).to_json()
+    return out

@@ -1,0 +1,44 @@
+"""Read an lmms-eval run of the ``stvg_*`` tasks back as predictions (for ``stvg evaluate`` and FiftyOne).
+
+Each line of ``<date>_samples_<task>.jsonl`` (written with ``--log_samples``) carries, besides
+lmms-eval's own keys (``doc_id``, ``target``, ``filtered_resps``, ...), the detail keys of
+:func:`lmms_tasks.common.process_results`: ``qid``, ``video``, ``prediction`` (the exact
+``GroundingPrediction.to_json()`` that was scored: ``span_frames``/``span_s``, ``boxes``,
+``raw_text``, ``parse_failed``, ``error``), ``failure`` and one float per metric.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from stvg_plugin.data import AnnotationError, GroundingPrediction, iter_jsonl, write_jsonl
+
+
+def read_samples(path: str | os.PathLike) -> Iterator[GroundingPrediction]:
+    """The scored prediction of every sample line (``qid`` set), in file order.
+
+    A line without the ``prediction`` detail (not an ``stvg_*`` task, or a run logged without
+    ``--log_samples``) raises :class:`AnnotationError` naming the file and line.
+    """
+    for lineno, obj in iter_jsonl(path):
+        entry = f"line {lineno}"
+        if not isinstance(obj, dict) or not isinstance(obj.get("prediction"), dict):
+            raise AnnotationError("no 'prediction' detail: not a samples file of an stvg_* task", path, entry)
+        pred = GroundingPrediction.from_json(obj["prediction"], path, entry)
+        if obj.get("qid") is not None and str(obj["qid"]) != pred.qid:
+            raise AnnotationError(f"qid {obj['qid']!r} differs from the prediction's {pred.qid!r}", path, entry)
+        yield pred
+
+
+def find_samples(output_path: str | os.PathLike, task: str) -> list[Path]:
+    """Samples files of ``task`` under an lmms-eval ``--output_path`` (any model sub-folder), oldest first."""
+    pattern = os.path.join(glob.escape(str(output_path)), "**", f"*_samples_{task}.jsonl")
+    return sorted((Path(p) for p in glob.glob(pattern, recursive=True)), key=lambda p: (p.name, str(p)))
+
+
+def samples_to_predictions(samples_path: str | os.PathLike, predictions_path: str | os.PathLike) -> int:
+    """Write a samples file as a predictions JSONL that ``stvg evaluate`` reads; returns the count."""
+    return write_jsonl(predictions_path, read_samples(samples_path))

@@ -1,0 +1,1 @@
+"""Implementations of the ``stvg`` subcommands (one module each; Hydra config in ``conf/``)."""

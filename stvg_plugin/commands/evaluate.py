@@ -1,0 +1,35 @@
+"""``stvg evaluate``: score a predictions JSONL against a benchmark's ground truth.
+
+Everything is computed before anything is written, and each output is written atomically, so a
+failure never leaves a partial ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from stvg_plugin.adapters import default_protocol
+from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
+from stvg_plugin.data import iter_predictions, write_json, write_jsonl
+from stvg_plugin.metrics import PROTOCOLS, evaluate
+
+log = logging.getLogger("stvg.evaluate")
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict:
+    predictions = require_path(cfg, "predictions")
+    queries = load_queries_from_cfg(cfg)
+    protocol = cfg.get("protocol") or default_protocol(cfg.benchmark)
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
+    result = evaluate(queries, iter_predictions(predictions), protocol=protocol, box_fill=cfg.get("box_fill", "none"))
+    summary = dict(result.summary)
+    summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions)})
+    write_jsonl(output_dir / "per_query.jsonl", result.per_query)
+    write_json(output_dir / "summary.json", summary)
+    print(result.to_table())
+    print(f"wrote {output_dir / 'summary.json'} and {output_dir / 'per_query.jsonl'}")
+    return summary

@@ -1,0 +1,82 @@
+"""``stvg predict``: run a grounding model over annotations and write ``predictions.jsonl``.
+
+Resumable: each prediction is appended (and flushed) to ``predictions.partial.jsonl`` as it is
+made; a re-run skips the qids already there (a line cut off by a kill is dropped and redone), and
+the final ``predictions.jsonl`` is written atomically in annotation order. A bad video never
+stops the run: its queries get predictions carrying ``error``, listed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from stvg_plugin.commands.common import load_queries_from_cfg, require_path
+from stvg_plugin.data import GroundingPrediction, write_jsonl
+
+log = logging.getLogger("stvg.predict")
+
+PARTIAL_NAME = "predictions.partial.jsonl"
+
+
+def read_partial(path: Path) -> dict[str, dict]:
+    """Complete lines of an interrupted run, by qid; rewrites the file without a torn last line."""
+    if not path.exists():
+        return {}
+    done: dict[str, dict] = {}
+    good_lines: list[str] = []
+    torn = False
+    with path.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                torn = True
+                break
+            try:
+                obj = json.loads(line)
+                done[str(obj["qid"])] = obj
+                good_lines.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                torn = True
+    if torn:
+        path.write_text("".join(good_lines), encoding="utf-8")
+    return done
+
+
+def run(cfg: DictConfig, output_dir: Path) -> Path:
+    from stvg_plugin.models import load_grounder
+
+    queries = load_queries_from_cfg(cfg)
+    checkpoint = require_path(cfg, "checkpoint", kind="dir") if cfg.get("checkpoint") else None
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    if cfg.get("num_frames"):
+        model_cfg["num_frames"] = int(cfg.num_frames)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    partial = output_dir / PARTIAL_NAME
+    done = read_partial(partial) if cfg.get("resume", True) else {}
+    todo = [q for q in queries if q.qid not in done]
+    if done:
+        print(f"resuming: {len(done)} predictions already made, {len(todo)} to go")
+    if todo:
+        grounder = load_grounder(model_cfg, checkpoint=str(checkpoint) if checkpoint else None, device=cfg.device)
+        with partial.open("a", encoding="utf-8") as fh:
+            for pred in grounder.predict(todo, progress=True):
+                obj = pred.to_json()
+                done[pred.qid] = obj
+                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                fh.flush()
+
+    ordered = [done[q.qid] for q in queries if q.qid in done]
+    out = output_dir / "predictions.jsonl"
+    write_jsonl(out, ordered)
+    partial.unlink(missing_ok=True)
+    failed = [GroundingPrediction.from_json(o) for o in ordered if o.get("error")]
+    if failed:
+        print(f"{len(failed)} queries could not be grounded:")
+        for p in failed[:20]:
+            print(f"  {p.qid}: {p.error}")
+    print(f"wrote {len(ordered)} predictions to {out}")
+    return out

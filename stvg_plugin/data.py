@@ -1,0 +1,411 @@
+"""The one data model every part of stvg shares: spans, tubes, queries, predictions.
+
+Conventions (fixed project-wide, see README "Formats"):
+
+* frames are **0-based**, spans are **end-exclusive** ``[start, end)``;
+* seconds and frames are both kept: ``span_s`` is ``[start_frame / fps, end_frame / fps]``;
+* boxes are absolute-pixel ``[x1, y1, x2, y2]`` in the original video resolution, keyed by
+  0-based frame index (JSON keys are the decimal string of the index).
+
+The unified annotation format is JSON Lines, one :class:`GroundingQuery` per line; predictions
+are JSON Lines of :class:`GroundingPrediction`. Readers raise :class:`AnnotationError` naming the
+file and the line/entry, so a malformed file never produces a traceback from deep inside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("stvg", "tvg", "rec")
+
+
+class StvgError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class AnnotationError(StvgError, ValueError):
+    """A malformed annotation or prediction entry; the message names the file and the entry."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, entry: Any = None):
+        where = ""
+        if path is not None:
+            where += f"{path}"
+        if entry is not None:
+            where += f" [entry {entry}]"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.path = str(path) if path is not None else None
+        self.entry = entry
+
+
+@dataclass(frozen=True)
+class Span:
+    """A 0-based end-exclusive frame span ``[start, end)``."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"span end {self.end} < start {self.start}")
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def to_seconds(self, fps: float) -> tuple[float, float]:
+        return (self.start / fps, self.end / fps)
+
+    def clip(self, num_frames: int) -> Span:
+        s = min(max(self.start, 0), num_frames)
+        e = min(max(self.end, s), num_frames)
+        return Span(s, e)
+
+    def as_list(self) -> list[int]:
+        return [self.start, self.end]
+
+
+def seconds_to_span(t0: float, t1: float, fps: float, num_frames: int | None = None) -> Span:
+    """Seconds -> the frames whose timestamps ``f / fps`` lie in ``[t0, t1]``.
+
+    First frame with ``f / fps >= t0``; last frame with ``f / fps <= t1`` (+1, end-exclusive).
+    This is the notes' "seconds -> frames" rule applied on the full frame axis; the TubeDETR
+    protocol re-applies it on its sampled frame universe (``metrics.tubedetr``).
+    """
+    if t1 < t0:
+        t0, t1 = t1, t0
+    start = math.ceil(t0 * fps - 1e-9)
+    end = math.floor(t1 * fps + 1e-9) + 1
+    start = max(start, 0)
+    if num_frames is not None:
+        end = min(end, num_frames)
+    return Span(start, max(end, start))
+
+
+Boxes = dict[int, list[float]]
+
+
+def _boxes_from_json(raw: Any, path: Any, entry: Any) -> Boxes:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise AnnotationError(f"'boxes' must be an object {{frame: [x1,y1,x2,y2]}}, got {type(raw).__name__}", path, entry)
+    out: Boxes = {}
+    for k, v in raw.items():
+        try:
+            frame = int(k)
+        except (TypeError, ValueError, OverflowError):
+            raise AnnotationError(f"box key {k!r} is not a frame index", path, entry) from None
+        if not isinstance(v, (list, tuple)) or len(v) != 4:
+            raise AnnotationError(f"box at frame {k} must be 4 numbers, got {v!r}", path, entry)
+        try:
+            out[frame] = [float(x) for x in v]
+        except (TypeError, ValueError):
+            raise AnnotationError(f"box at frame {k} has a non-number: {v!r}", path, entry) from None
+    return out
+
+
+def _boxes_to_json(boxes: Boxes) -> dict[str, list[float]]:
+    return {str(k): [float(x) for x in v] for k, v in sorted(boxes.items())}
+
+
+@dataclass
+class GroundingQuery:
+    """One grounding query with its ground truth (one line of the unified JSONL).
+
+    ``extra`` carries benchmark-specific fields the metric protocols need, e.g.
+    ``segment`` (VidSTG ``used_segment`` as ``[begin, end)``), ``tubedetr_frame_offset``
+    (HC-STVG: TubeDETR reads the 1-based ``st_frame`` as a 0-based index), ``domain``
+    (V-STaR), ``timestamps_key`` etc.
+    """
+
+    qid: str
+    video: str
+    query: str
+    task: str = "stvg"
+    fps: float = 0.0
+    num_frames: int = 0
+    width: int = 0
+    height: int = 0
+    span_frames: tuple[int, int] | None = None
+    span_s: tuple[float, float] | None = None
+    boxes: Boxes = field(default_factory=dict)
+    qtype: str | None = None
+    video_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def span(self) -> Span | None:
+        return Span(*self.span_frames) if self.span_frames is not None else None
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps if self.fps else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "qid": self.qid,
+            "video": self.video,
+            "query": self.query,
+            "task": self.task,
+            "fps": self.fps,
+            "num_frames": self.num_frames,
+            "width": self.width,
+            "height": self.height,
+            "span_frames": list(self.span_frames) if self.span_frames is not None else None,
+            "span_s": list(self.span_s) if self.span_s is not None else None,
+            "boxes": _boxes_to_json(self.boxes),
+        }
+        if self.qtype is not None:
+            d["qtype"] = self.qtype
+        if self.video_id is not None:
+            d["video_id"] = self.video_id
+        if self.extra:
+            d["extra"] = self.extra
+        return d
+
+    @classmethod
+    def from_json(cls, d: Any, path: Any = None, entry: Any = None, base_dir: str | None = None) -> GroundingQuery:
+        if not isinstance(d, Mapping):
+            raise AnnotationError(f"expected a JSON object, got {type(d).__name__}", path, entry)
+        for key in ("qid", "video", "query"):
+            if key not in d or d[key] is None:
+                raise AnnotationError(f"missing required field '{key}'", path, entry)
+        task = d.get("task", "stvg")
+        if task not in TASKS:
+            raise AnnotationError(f"task must be one of {TASKS}, got {task!r}", path, entry)
+        try:
+            fps = float(d.get("fps") or 0.0)
+            num_frames = int(d.get("num_frames") or 0)
+            width = int(d.get("width") or 0)
+            height = int(d.get("height") or 0)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise AnnotationError(f"fps/num_frames/width/height must be numbers ({exc})", path, entry) from None
+        if not math.isfinite(fps) or fps < 0:
+            raise AnnotationError(f"fps must be a finite non-negative number, got {fps}", path, entry)
+        span_frames = _pair(d.get("span_frames"), int, "span_frames", path, entry)
+        span_s = _pair(d.get("span_s"), float, "span_s", path, entry)
+        if span_frames is None and span_s is not None and fps > 0:
+            sp = seconds_to_span(span_s[0], span_s[1], fps, num_frames or None)
+            span_frames = (sp.start, sp.end)
+        if span_frames is not None and span_frames[1] < span_frames[0]:
+            raise AnnotationError(f"span_frames end < start: {list(span_frames)}", path, entry)
+        if span_s is None and span_frames is not None and fps > 0:
+            span_s = (span_frames[0] / fps, span_frames[1] / fps)
+        video = str(d["video"])
+        if base_dir is not None and video and not os.path.isabs(video):
+            video = os.path.normpath(os.path.join(base_dir, video))
+        extra = d.get("extra") or {}
+        if not isinstance(extra, Mapping):
+            raise AnnotationError("'extra' must be an object", path, entry)
+        for key in ("qtype", "video_id"):
+            if d.get(key) is not None and not isinstance(d[key], str):
+                raise AnnotationError(f"'{key}' must be a string, got {type(d[key]).__name__}", path, entry)
+        return cls(
+            qid=str(d["qid"]),
+            video=video,
+            query=str(d["query"]),
+            task=task,
+            fps=fps,
+            num_frames=num_frames,
+            width=width,
+            height=height,
+            span_frames=span_frames,
+            span_s=span_s,
+            boxes=_boxes_from_json(d.get("boxes"), path, entry),
+            qtype=d.get("qtype"),
+            video_id=d.get("video_id"),
+            extra=dict(extra),
+        )
+
+
+def _pair(raw: Any, cast: type, name: str, path: Any, entry: Any) -> tuple | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, (list, tuple)) or len(raw) != 2:
+        raise AnnotationError(f"'{name}' must be a pair [start, end], got {raw!r}", path, entry)
+    try:
+        vals = tuple(cast(v) for v in raw)
+    except (TypeError, ValueError, OverflowError):
+        raise AnnotationError(f"'{name}' has a non-number: {raw!r}", path, entry) from None
+    if cast is float and not all(math.isfinite(v) for v in vals):
+        raise AnnotationError(f"'{name}' has a non-finite number: {raw!r}", path, entry)
+    return vals
+
+
+@dataclass
+class GroundingPrediction:
+    """A model's answer to one query, in the schema ``stvg evaluate`` reads.
+
+    Exactly one of ``span_frames`` (0-based, end-exclusive) or ``span_s`` is needed;
+    ``boxes`` are absolute-pixel xyxy keyed by 0-based frame. ``parse_failed`` marks an
+    answer the parser could not read (``raw_text`` keeps it); ``error`` names a failure such
+    as an undecodable video. ``span_source`` records which span estimate was used
+    (``text``, ``relevance`` or ``combined``).
+    """
+
+    qid: str
+    span_frames: tuple[int, int] | None = None
+    span_s: tuple[float, float] | None = None
+    boxes: Boxes = field(default_factory=dict)
+    raw_text: str | None = None
+    parse_failed: bool = False
+    error: str | None = None
+    span_source: str | None = None
+    confidence: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"qid": self.qid}
+        if self.span_frames is not None:
+            d["span_frames"] = [int(self.span_frames[0]), int(self.span_frames[1])]
+        if self.span_s is not None:
+            d["span_s"] = [float(self.span_s[0]), float(self.span_s[1])]
+        d["boxes"] = _boxes_to_json(self.boxes)
+        for key in ("raw_text", "span_source", "confidence", "error"):
+            val = getattr(self, key)
+            if val is not None:
+                d[key] = val
+        if self.parse_failed:
+            d["parse_failed"] = True
+        if self.extra:
+            d["extra"] = self.extra
+        return d
+
+    @classmethod
+    def from_json(cls, d: Any, path: Any = None, entry: Any = None) -> GroundingPrediction:
+        if not isinstance(d, Mapping):
+            raise AnnotationError(f"expected a JSON object, got {type(d).__name__}", path, entry)
+        if "qid" not in d:
+            raise AnnotationError("missing required field 'qid'", path, entry)
+        span_frames = _pair(d.get("span_frames"), int, "span_frames", path, entry)
+        span_s = _pair(d.get("span_s"), float, "span_s", path, entry)
+        conf = d.get("confidence")
+        return cls(
+            qid=str(d["qid"]),
+            span_frames=span_frames,
+            span_s=span_s,
+            boxes=_boxes_from_json(d.get("boxes"), path, entry),
+            raw_text=d.get("raw_text"),
+            parse_failed=bool(d.get("parse_failed", False)),
+            error=d.get("error"),
+            span_source=d.get("span_source"),
+            confidence=float(conf) if isinstance(conf, (int, float)) else None,
+            extra=dict(d.get("extra") or {}),
+        )
+
+
+# --------------------------------------------------------------------------- JSONL I/O
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, object)`` for each non-empty line; a bad line raises naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise AnnotationError("file not found", p)
+    with p.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})", p, f"line {lineno}") from None
+            except RecursionError:
+                raise AnnotationError("JSON nested too deeply", p, f"line {lineno}") from None
+            yield lineno, obj
+
+
+def read_queries(path: str | os.PathLike) -> list[GroundingQuery]:
+    """Read a unified-format JSONL; relative ``video`` paths resolve against the file's folder."""
+    base = str(Path(path).resolve().parent)
+    out = []
+    seen: set[str] = set()
+    for lineno, obj in iter_jsonl(path):
+        q = GroundingQuery.from_json(obj, path, f"line {lineno}", base_dir=base)
+        if q.qid in seen:
+            raise AnnotationError(f"duplicate qid {q.qid!r}", path, f"line {lineno}")
+        seen.add(q.qid)
+        out.append(q)
+    return out
+
+
+def iter_predictions(path: str | os.PathLike) -> Iterator[GroundingPrediction]:
+    for lineno, obj in iter_jsonl(path):
+        yield GroundingPrediction.from_json(obj, path, f"line {lineno}")
+
+
+def read_predictions(path: str | os.PathLike) -> list[GroundingPrediction]:
+    return list(iter_predictions(path))
+
+
+def _default_file_mode() -> int:
+    """0666 minus the process umask: what ``open()`` would have given (``mkstemp`` gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
+    """Atomically write rows (dicts or objects with ``to_json``) as JSONL; returns the count."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                obj = row.to_json() if hasattr(row, "to_json") else row
+                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return n
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_queries(path: str | os.PathLike, queries: Iterable[GroundingQuery], relative_to: str | None = None) -> int:
+    """Write queries as unified JSONL; with ``relative_to``, video paths are made relative to it."""
+
+    def rows() -> Iterator[dict]:
+        for q in queries:
+            d = q.to_json()
+            if relative_to is not None and os.path.isabs(d["video"]):
+                d["video"] = os.path.relpath(d["video"], relative_to)
+            yield d
+
+    return write_jsonl(path, rows())

@@ -1,0 +1,256 @@
+"""``evaluate`` / ``score_query``: match predictions to queries, run a protocol, summarise.
+
+Per-query values are the single source of truth; every summary metric is their mean (``math.fsum``,
+so the result does not depend on query order), skipping ``None`` (undefined) values. Predictions
+may be any iterable (e.g. a generator over a JSONL file); each is kept once, by qid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.metrics.boxes import BOX_FILLS
+from stvg_plugin.metrics.rec import REC_THRESHOLDS, score_rec
+from stvg_plugin.metrics.stvg import STVG_SPECS, StvgCounters, score_stvg
+from stvg_plugin.metrics.temporal import TVG_THRESHOLDS, score_tvg
+from stvg_plugin.metrics.vstar import VSTAR_AP_THRESHOLDS, VSTAR_TIOU_THRESHOLDS, score_vstar
+from stvg_plugin.metrics.vue_stg import VUE_METRICS, score_vue_stg
+from stvg_plugin.util.box_ops import BoxRepairStats
+
+PROTOCOLS = ("tubedetr", "official_hcstvg", "stcat", "cg_stvg", "llava_next_stvg", "vue_stg", "vstar", "tvg", "rec")
+AUTO = "auto"
+TASK_PROTOCOL = {"stvg": "tubedetr", "tvg": "tvg", "rec": "rec"}
+_PROTOCOL_TASKS = {name: ("stvg",) for name in PROTOCOLS}
+_PROTOCOL_TASKS.update({"tvg": ("tvg", "stvg"), "vstar": ("stvg", "tvg"), "rec": ("rec",)})
+_MAX_LISTED_QIDS = 20
+
+
+class MetricsError(StvgError, ValueError):
+    """A bad argument to the metric engine (unknown protocol, fill mode, threshold)."""
+
+
+def metric_names(protocol: str, thresholds: Sequence[float] = (0.3, 0.5)) -> list[tuple[str, str]]:
+    """``(per-query key, summary key)`` pairs a protocol reports."""
+    if protocol in STVG_SPECS:
+        names = [("tIoU", "m_tIoU"), ("vIoU", "m_vIoU")]
+        names += [(f"vIoU@{t}", f"vIoU@{t}") for t in thresholds]
+        names += [("gt_vIoU", "gt_vIoU")] + [(f"gt_vIoU@{t}", f"gt_vIoU@{t}") for t in thresholds]
+        return names
+    if protocol == "tvg":
+        return [("tIoU", "mIoU")] + [(f"R1@{t}", f"R1@{t}") for t in TVG_THRESHOLDS]
+    if protocol == "vstar":
+        names = [("tIoU", "m_tIoU")] + [(f"R1@{t}", f"R1@{t}") for t in VSTAR_TIOU_THRESHOLDS]
+        return names + [("vIoU", "m_vIoU")] + [(f"AP@{m}", f"AP@{m}") for m in VSTAR_AP_THRESHOLDS]
+    if protocol == "vue_stg":
+        return [(k, k) for k in VUE_METRICS]
+    if protocol == "rec":
+        return [("IoU", "mIoU")] + [(f"ACC@{t}", f"ACC@{t}") for t in REC_THRESHOLDS] + [("Center_ACC", "Center_ACC")]
+    raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+
+
+@dataclass
+class EvalResult:
+    """``summary``: means and counts (fractions in [0, 1]); ``per_query``: one dict per query, in query order."""
+
+    summary: dict[str, Any]
+    per_query: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_table(self) -> str:
+        """Fixed-width table of the summary: metric values as fractions and x100, then the counts."""
+        lines = [f"{'metric':<32} {'value':>10} {'x100':>9}", "-" * 53]
+        counts = []
+        for key, val in self.summary.items():
+            if key.startswith(("num_", "boxes_")) or key.endswith("num_queries") or key in ("protocol", "unknown_qids"):
+                counts.append((key, val))
+            elif key.endswith("_percent"):
+                continue
+            elif val is None:
+                lines.append(f"{key:<32} {'n/a':>10}")
+            else:
+                lines.append(f"{key:<32} {val:>10.4f} {val * 100:>9.2f}")
+        lines.append("-" * 53)
+        for key, val in counts:
+            if isinstance(val, list):
+                val = ", ".join(map(str, val)) if val else "-"
+            lines.append(f"{key:<32} {val!s:>20}")
+        return "\n".join(lines)
+
+
+def _as_prediction(p: Any, n: int) -> GroundingPrediction:
+    if isinstance(p, GroundingPrediction):
+        return p
+    if isinstance(p, Mapping):
+        return GroundingPrediction.from_json(p, entry=f"prediction {n}")
+    raise AnnotationError(f"expected a GroundingPrediction or dict, got {type(p).__name__}", entry=f"prediction {n}")
+
+
+def _validate(protocol: str, thresholds: Sequence[float], box_fill: str) -> None:
+    if protocol != AUTO and protocol not in PROTOCOLS:
+        raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+    if box_fill not in BOX_FILLS:
+        raise MetricsError(f"box_fill must be one of {BOX_FILLS}, got {box_fill!r}")
+    for t in thresholds:
+        if not (isinstance(t, (int, float)) and 0 <= t <= 1):
+            raise MetricsError(f"thresholds must be numbers in [0, 1], got {t!r}")
+
+
+def _resolve(protocol: str, q: GroundingQuery) -> str:
+    name = TASK_PROTOCOL.get(q.task, "tubedetr") if protocol == AUTO else protocol
+    if q.task not in _PROTOCOL_TASKS[name]:
+        raise AnnotationError(f"protocol {name!r} cannot score a {q.task!r} query", entry=f"qid {q.qid}")
+    return name
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def evaluate(
+    queries: Sequence[GroundingQuery],
+    predictions: Iterable[GroundingPrediction | Mapping],
+    protocol: str = "tubedetr",
+    thresholds: Sequence[float] = (0.3, 0.5),
+    box_fill: str = "none",
+    lmms_compat: bool = False,
+) -> EvalResult:
+    """Score ``predictions`` against ``queries`` with one protocol (``"auto"``: by each query's task).
+
+    A query without a prediction scores 0 and counts in ``num_missing``; a prediction for an unknown
+    qid is counted (``num_unknown_qids``, first 20 in ``unknown_qids``), never scored; a second
+    prediction for a qid is ignored and counted (``num_duplicate_predictions``, first one wins as in
+    TubeDETR). ``lmms_compat`` (tvg only): parse ``raw_text`` with lmms-eval's Charades parser and
+    merge queries with the same (video, caption, GT span) as lmms-eval's submission dict does (last
+    one wins) - then the summary is no longer the plain mean of ``per_query``.
+    """
+    _validate(protocol, thresholds, box_fill)
+    queries = list(queries)
+    index: dict[str, int] = {}
+    for i, q in enumerate(queries):
+        if q.qid in index:
+            raise AnnotationError(f"duplicate qid {q.qid!r} in queries", entry=f"query {i}")
+        index[q.qid] = i
+    preds: list[GroundingPrediction | None] = [None] * len(queries)
+    unknown: list[str] = []
+    num_unknown = num_duplicates = 0
+    for n, raw in enumerate(predictions):
+        p = _as_prediction(raw, n)
+        i = index.get(p.qid)
+        if i is None:
+            num_unknown += 1
+            if len(unknown) < _MAX_LISTED_QIDS:
+                unknown.append(p.qid)
+        elif preds[i] is not None:
+            num_duplicates += 1
+        else:
+            preds[i] = p
+
+    names = [_resolve(protocol, q) for q in queries]
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name, []).append(i)
+    stats = BoxRepairStats()
+    counters = StvgCounters()
+    other: dict[str, int] = {}
+    rows: list[dict | None] = [None] * len(queries)
+    for name, idx in groups.items():
+        qs, ps = [queries[i] for i in idx], [preds[i] for i in idx]
+        for i, r in zip(idx, _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other)):
+            rows[i] = r
+
+    per_query = []
+    for q, p, name, r in zip(queries, preds, names, rows):
+        parse_failed = bool(p is not None and (p.parse_failed or r.pop("no_pair", False)))
+        r.pop("no_pair", None)
+        row = {"qid": q.qid, "qtype": q.qtype, "task": q.task, "protocol": name}
+        row.update(r)
+        row.update({"missing": p is None, "parse_failed": parse_failed, "error": p.error if p is not None else None})
+        per_query.append(row)
+
+    summary: dict[str, Any] = {"protocol": protocol if len(groups) != 1 else next(iter(groups), protocol)}
+    merged = 0
+    for name, idx in groups.items():
+        prefix = f"{name}_" if len(groups) > 1 else ""
+        chosen = _summary_rows(name, idx, queries, lmms_compat)
+        merged += len(idx) - len(chosen)
+        summary.update(_summarise(name, [per_query[i] for i in chosen], thresholds, prefix))
+    num_nan = counters.nan_queries + other.get("nan", 0)
+    summary.update(
+        {
+            "num_queries": len(queries),
+            "num_missing": sum(p is None for p in preds),
+            "num_unknown_qids": num_unknown,
+            "unknown_qids": unknown,
+            "num_duplicate_predictions": num_duplicates,
+            "num_parse_failed": sum(r["parse_failed"] for r in per_query),
+            "num_errors": sum(r["error"] is not None for r in per_query),
+            "num_no_span": counters.no_span,
+            "num_gt_frames_without_box": counters.gt_frames_without_box,
+            **stats.as_dict(),
+        }
+    )
+    if lmms_compat:
+        summary["num_merged_duplicate_keys"] = merged
+    for key, val in list(summary.items()):
+        if isinstance(val, float) and math.isnan(val):  # defensive: never report NaN silently
+            summary[key] = None
+            num_nan += 1
+    summary["num_nan"] = num_nan
+    return EvalResult(summary=summary, per_query=per_query)
+
+
+def _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other) -> list[dict]:
+    if name in STVG_SPECS:
+        return score_stvg(qs, ps, STVG_SPECS[name], thresholds, box_fill, stats, counters)
+    if name == "tvg":
+        return score_tvg(qs, ps, parse_text=lmms_compat)
+    if name == "vstar":
+        return score_vstar(qs, ps)
+    if name == "vue_stg":
+        return score_vue_stg(qs, ps)
+    return score_rec(qs, ps, stats, other)
+
+
+def _summary_rows(name: str, idx: list[int], queries: Sequence[GroundingQuery], lmms_compat: bool) -> list[int]:
+    """Rows the summary averages; lmms-eval's tvg keys ``video>>>caption>>>span`` collapse duplicates."""
+    if not (lmms_compat and name == "tvg"):
+        return idx
+    last: dict[tuple, int] = {}
+    for i in idx:
+        q = queries[i]
+        last[(q.video, q.query, tuple(q.span_s) if q.span_s else tuple(q.span_frames or ()))] = i
+    return sorted(last.values())
+
+
+def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    names = metric_names(name, thresholds)
+    for key, skey in names:
+        out[prefix + skey] = _mean(r.get(key) for r in rows)
+    if name in ("tvg", "rec"):
+        for _key, skey in names:
+            val = out[prefix + skey]
+            out[prefix + skey + "_percent"] = val * 100 if val is not None else None
+    qtypes = sorted({r["qtype"] for r in rows if r.get("qtype") is not None})
+    for qt in qtypes:
+        sub = [r for r in rows if r.get("qtype") == qt]
+        out[f"{prefix}{qt}_num_queries"] = len(sub)
+        for key, skey in names:
+            out[f"{prefix}{qt}_{skey}"] = _mean(r.get(key) for r in sub)
+    return out
+
+
+def score_query(
+    query: GroundingQuery,
+    prediction: GroundingPrediction | Mapping | None = None,
+    protocol: str = "tubedetr",
+    thresholds: Sequence[float] = (0.3, 0.5),
+    box_fill: str = "none",
+) -> dict[str, Any]:
+    """One query's row of :func:`evaluate` (identical numbers; ``None`` prediction = missing)."""
+    result = evaluate([query], [prediction] if prediction is not None else [], protocol, thresholds, box_fill)
+    return result.per_query[0]

@@ -1,0 +1,277 @@
+"""Spatio-temporal grounding protocols (TubeDETR and its variants), vectorised across queries.
+
+All queries of a batch become one flat array of (query, frame) rows over their frame universes;
+per-query sums are ``np.bincount``s. The per-query numbers are the single source of truth: the
+summary is their mean, and :func:`stvg_plugin.metrics.score_query` runs the same code on one query.
+
+Protocols (metrics.md §1-§2):
+
+* ``tubedetr`` - the default. Universe = TubeDETR's 5 fps sampling of ``extra["segment"]`` (default
+  ``[0, num_frames)``) capped at 200; GT span/box frames shifted by ``extra["tubedetr_frame_offset"]``
+  (HC-STVG: TubeDETR reads the 1-based ``st_frame`` as a 0-based index). tIoU on the raw frame axis;
+  ``vIoU = sum_{S_i} IoU / max(|S_u|, 1)``; ``gt_vIoU`` = mean IoU over GT-span frames of the universe;
+  strict ``>`` thresholds. Follows the fixed TubeDETR evaluator (``max_end = max(ends)``); an early
+  revision of TubeDETR used ``min`` there, which inflates vIoU.
+* ``official_hcstvg`` - ``eval_hcvg.py``: inclusive spans, rows = GT frames, denominator
+  ``max(ends) - min(starts) + 1``, ``tIoU = #GT frames with a predicted box / denominator``.
+* ``stcat``, ``cg_stvg``, ``llava_next_stvg`` - dense variants: every frame of the segment; the GT's
+  last frame is dropped (inclusive end read as exclusive); ``cg_stvg`` clips GT x2/y2 to the image;
+  ``llava_next_stvg`` counts S_u / S_i inclusively (+1). Unconfirmed beyond the notes' worked table:
+  the segment is ``extra["segment"]`` for VidSTG-style queries and ``[0, num_frames)`` for queries
+  carrying ``tubedetr_frame_offset`` (HC-STVG); no frame offset is applied (STCAT uses st_frame - 1).
+
+Project rules shared by all: predicted boxes go through the ``sanitize_box`` rule (counted); a
+frame without a predicted box scores IoU 0 (``box_fill="none"``), or is filled from the predicted
+boxes inside the predicted span (``nearest`` / ``linear``); boxes outside the predicted span are
+never invented. A zero-union IoU (the reference's NaN) is scored 0 and counted in ``num_nan``; it can
+only happen on a degenerate GT box because predicted boxes of zero area are rejected first. A GT-span
+frame of the universe without a GT box scores IoU 0 and is counted (TubeDETR would raise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
+from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes
+from stvg_plugin.metrics.frames import dense_universe, seconds_to_universe_span, tubedetr_universe
+from stvg_plugin.util.box_ops import BoxRepairStats, pairwise_iou
+
+_MAX_ROWS_PER_CHUNK = 2_000_000
+
+
+@dataclass(frozen=True)
+class StvgSpec:
+    """What distinguishes one STVG evaluator from another (see module docstring)."""
+
+    name: str
+    dense: bool = False
+    use_frame_offset: bool = True
+    drop_gt_last_frame: bool = False
+    inclusive_overlap: bool = False
+    clip_gt_to_image: bool = False
+    official_hcstvg: bool = False
+
+
+STVG_SPECS = {
+    "tubedetr": StvgSpec("tubedetr"),
+    "official_hcstvg": StvgSpec("official_hcstvg", use_frame_offset=False, official_hcstvg=True),
+    "stcat": StvgSpec("stcat", dense=True, use_frame_offset=False, drop_gt_last_frame=True),
+    "cg_stvg": StvgSpec("cg_stvg", dense=True, use_frame_offset=False, drop_gt_last_frame=True, clip_gt_to_image=True),
+    "llava_next_stvg": StvgSpec(
+        "llava_next_stvg", dense=True, use_frame_offset=False, drop_gt_last_frame=True, inclusive_overlap=True
+    ),
+}
+
+
+@dataclass
+class StvgCounters:
+    """Things the summary reports instead of hiding."""
+
+    nan_frames: int = 0
+    nan_queries: int = 0
+    gt_frames_without_box: int = 0
+    no_span: int = 0
+
+
+def _segment(q: GroundingQuery, spec: StvgSpec) -> tuple[int, int]:
+    seg = q.extra.get("segment")
+    if spec.dense and q.extra.get("tubedetr_frame_offset"):
+        seg = None
+    if seg is None:
+        return 0, int(q.num_frames)
+    try:
+        s, e = int(seg[0]), int(seg[1])
+    except (TypeError, ValueError, IndexError):
+        raise AnnotationError(f"extra['segment'] must be [begin, end), got {seg!r}", entry=f"qid {q.qid}") from None
+    return s, e
+
+
+def _check_query(q: GroundingQuery) -> None:
+    if q.span_frames is None:
+        raise AnnotationError("stvg query has no ground-truth span_frames", entry=f"qid {q.qid}")
+    if not q.fps or q.fps <= 0:
+        raise AnnotationError(f"stvg query needs a positive fps, got {q.fps}", entry=f"qid {q.qid}")
+
+
+def score_stvg(
+    queries: Sequence[GroundingQuery],
+    preds: Sequence[GroundingPrediction | None],
+    spec: StvgSpec,
+    thresholds: Sequence[float],
+    box_fill: str,
+    stats: BoxRepairStats,
+    counters: StvgCounters,
+) -> list[dict]:
+    """Per-query metric dicts (``tIoU``, ``vIoU``, ``gt_vIoU``, ``vIoU@t``, ``gt_vIoU@t``, spans used)."""
+    out: list[dict] = []
+    start = 0
+    while start < len(queries):
+        stop, rows = start, 0
+        while stop < len(queries) and (stop == start or rows < _MAX_ROWS_PER_CHUNK):
+            rows += max(int(queries[stop].num_frames), 1)
+            stop += 1
+        out.extend(_score_chunk(queries[start:stop], preds[start:stop], spec, thresholds, box_fill, stats, counters))
+        start = stop
+    return out
+
+
+def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) -> list[dict]:
+    nq = len(queries)
+    for q in queries:
+        _check_query(q)
+    fps = np.fromiter((q.fps for q in queries), dtype=np.float64, count=nq)
+    segs = np.array([_segment(q, spec) for q in queries], dtype=np.int64).reshape(nq, 2)
+    offset = np.fromiter(
+        (int(q.extra.get("tubedetr_frame_offset", 0) or 0) if spec.use_frame_offset else 0 for q in queries),
+        dtype=np.int64,
+        count=nq,
+    )
+    gs = np.fromiter((q.span_frames[0] for q in queries), dtype=np.int64, count=nq) + offset
+    ge = np.fromiter((q.span_frames[1] for q in queries), dtype=np.int64, count=nq) + offset
+    if spec.drop_gt_last_frame:
+        ge = np.maximum(np.minimum(ge, segs[:, 1]) - 1, gs)
+    has_pred = np.fromiter((p is not None for p in preds), dtype=bool, count=nq)
+
+    # ---- frame universe rows
+    if spec.official_hcstvg:
+        qi, fr = dense_universe(gs, ge)
+    elif spec.dense:
+        qi, fr = dense_universe(segs[:, 0], segs[:, 1])
+    else:
+        qi, fr = tubedetr_universe(fps, segs[:, 0], segs[:, 1])
+
+    # ---- predicted spans (frames direct; seconds mapped onto the universe)
+    ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters)
+    if by_seconds.any():
+        if spec.official_hcstvg or spec.dense:
+            sps, spe = _seconds_to_raw_frames(fps, t0, t1)
+        else:
+            sps, spe = seconds_to_universe_span(qi, fr, fps, t0, t1, nq)
+        ps = np.where(by_seconds, sps, ps)
+        pe = np.where(by_seconds, spe, pe)
+
+    # ---- boxes on the rows where a GT box matters (LLaVA_Next_STVG's inclusive S_i reaches the GT end frame)
+    gt_hi = ge + 1 if spec.inclusive_overlap else ge
+    in_gt = (fr >= gs[qi]) & (fr < gt_hi[qi]) & has_pred[qi]
+    rq, rf = qi[in_gt], fr[in_gt]
+    gbox, gfound = gather_boxes([q.boxes for q in queries], rq, rf, frame_shift=offset)
+    if spec.clip_gt_to_image:
+        w = np.array([q.width or np.inf for q in queries], dtype=np.float64)[rq]
+        h = np.array([q.height or np.inf for q in queries], dtype=np.float64)[rq]
+        gbox[:, 2] = np.minimum(gbox[:, 2], w)
+        gbox[:, 3] = np.minimum(gbox[:, 3], h)
+    pred_dicts = [p.boxes if p is not None else None for p in preds]
+    in_pred_row = (rf >= ps[rq]) & (rf < pe[rq])
+    if box_fill == "none":
+        pbox, pfound = gather_boxes(pred_dicts, rq, rf, sanitize=True, stats=stats)
+    else:
+        all_pred = RaggedBoxes.from_dicts(pred_dicts, sanitize=True, stats=stats)
+        pbox, pfound = all_pred.lookup(rq, rf, "none")
+        fbox, ffound = all_pred.restrict_to_spans(ps, pe).lookup(rq, rf, box_fill)
+        use_fill = ~pfound & ffound & in_pred_row
+        pbox[use_fill] = fbox[use_fill]
+        pfound = pfound | use_fill
+    if spec.official_hcstvg:  # eval_hcvg reads the predicted tube only
+        pfound &= in_pred_row
+    counters.gt_frames_without_box += int((~gfound).sum())
+    iou = np.zeros(rq.size, dtype=np.float64)
+    both = gfound & pfound
+    iou[both] = pairwise_iou(pbox[both], gbox[both])
+    nan = np.isnan(iou)
+    if nan.any():
+        counters.nan_frames += int(nan.sum())
+        counters.nan_queries += int(np.unique(rq[nan]).size)
+        iou[nan] = 0.0
+    gt_count = np.bincount(rq, minlength=nq)
+    gt_sum = np.bincount(rq, weights=iou, minlength=nq)
+    gt_viou = gt_sum / np.maximum(gt_count, 1)
+
+    if spec.official_hcstvg:
+        tiou, viou = _official_hcstvg(rq, iou, pfound, gs, ge, ps, pe, nq)
+    else:
+        tiou = _frame_tiou(gs, ge, ps, pe)
+        viou = _universe_viou(qi, fr, rq, rf, iou, gs, ge, ps, pe, has_pred, nq, spec.inclusive_overlap)
+    tiou[~has_pred] = 0.0
+    viou[~has_pred] = 0.0
+    gt_viou[~has_pred] = 0.0
+
+    rows = []
+    has_list = has_pred.tolist()
+    for t, v, g, s0, s1, p0, p1, has in zip(
+        tiou.tolist(), viou.tolist(), gt_viou.tolist(), gs.tolist(), ge.tolist(), ps.tolist(), pe.tolist(), has_list
+    ):
+        row = {"tIoU": t, "vIoU": v, "gt_vIoU": g}
+        for th in thresholds:
+            row[f"vIoU@{th}"] = 1.0 if v > th else 0.0
+        for th in thresholds:
+            row[f"gt_vIoU@{th}"] = 1.0 if g > th else 0.0
+        row["gt_span"] = [s0, s1]
+        row["pred_span"] = [p0, p1] if has else None
+        rows.append(row)
+    return rows
+
+
+def _pred_spans(preds, nq, counters):
+    ps = np.zeros(nq, dtype=np.int64)
+    pe = np.zeros(nq, dtype=np.int64)
+    by_seconds = np.zeros(nq, dtype=bool)
+    t0 = np.zeros(nq, dtype=np.float64)
+    t1 = np.zeros(nq, dtype=np.float64)
+    for i, p in enumerate(preds):
+        if p is None:
+            continue
+        if p.span_frames is not None:
+            a, b = int(p.span_frames[0]), int(p.span_frames[1])
+            ps[i], pe[i] = (a, b) if b >= a else (b, a)
+        elif p.span_s is not None:
+            a, b = float(p.span_s[0]), float(p.span_s[1])
+            if np.isfinite(a) and np.isfinite(b):
+                by_seconds[i] = True
+                t0[i], t1[i] = min(a, b), max(a, b)
+            else:
+                counters.no_span += 1
+        else:
+            counters.no_span += 1
+    return ps, pe, by_seconds, t0, t1
+
+
+def _seconds_to_raw_frames(fps, t0, t1):
+    """Dense protocols: the project's seconds -> frames rule on the full frame axis."""
+    start = np.ceil(t0 * fps - 1e-9).astype(np.int64)
+    end = np.floor(t1 * fps + 1e-9).astype(np.int64) + 1
+    start = np.maximum(start, 0)
+    return start, np.maximum(end, start)
+
+
+def _frame_tiou(gs, ge, ps, pe) -> np.ndarray:
+    inter = np.minimum(ge, pe) - np.maximum(gs, ps)
+    union = (ge - gs) + (pe - ps) - inter
+    tiou = np.zeros(gs.size, dtype=np.float64)
+    ok = (inter > 0) & (union > 0)
+    tiou[ok] = inter[ok] / union[ok]
+    return tiou
+
+
+def _universe_viou(qi, fr, rq, rf, iou, gs, ge, ps, pe, has_pred, nq, inclusive) -> np.ndarray:
+    lo_u, hi_u = np.minimum(gs, ps), np.maximum(ge, pe)
+    lo_i, hi_i = np.maximum(gs, ps), np.minimum(ge, pe)
+    if inclusive:  # LLaVA_Next_STVG: [min_start, max_end] and [max_start, min_end] with inclusive ends
+        hi_u, hi_i = hi_u + 1, hi_i + 1
+    in_union = (fr >= lo_u[qi]) & (fr < hi_u[qi])
+    union_count = np.bincount(qi[in_union], minlength=nq)
+    in_inter = (rf >= lo_i[rq]) & (rf < hi_i[rq])
+    inter_sum = np.bincount(rq[in_inter], weights=iou[in_inter], minlength=nq)
+    return inter_sum / np.maximum(union_count, 1)
+
+
+def _official_hcstvg(rq, iou, pfound, gs, ge, ps, pe, nq):
+    """eval_hcvg.py: both tubes inclusive -> denominator = max(ends) - min(starts) + 1 (= exclusive form)."""
+    denom = (np.maximum(ge, pe) - np.minimum(gs, ps)).astype(np.float64)
+    with_box = np.bincount(rq[pfound], minlength=nq).astype(np.float64)
+    iou_sum = np.bincount(rq[pfound], weights=iou[pfound], minlength=nq)
+    safe = np.maximum(denom, 1.0)
+    return with_box / safe, iou_sum / safe

@@ -1,0 +1,105 @@
+"""The small interface every video-LLM backbone implements for the SpaceVLLM-style core.
+
+The core never touches a backbone's internals: it asks an adapter for per-frame visual embeddings
+(after the projector), text embeddings, the decoder-only LM to run on ``inputs_embeds`` with a KV
+cache, the LM head, and the prefix position ids. Adding a backbone = one adapter file + one
+registry entry in :mod:`stvg_plugin.models.backbones`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from stvg_plugin.data import StvgError
+
+# token kinds in a prefix layout
+TEXT, VISUAL, QUERY = 0, 1, 2
+
+
+class BackboneAdapter(nn.Module):
+    """Wraps one transformers ``*ForConditionalGeneration`` model (held as ``self.vlm``)."""
+
+    name: ClassVar[str] = ""
+    vlm_class: ClassVar[type[PreTrainedModel]]
+    #: special token (in the tokenizer) whose id marks visual positions in a prefix layout
+    visual_token: ClassVar[str] = "<image>"
+    #: default text around each frame (Qwen2.5-VL wraps frames in vision start/end markers)
+    frame_template: ClassVar[str] = "Frame {index} at {time:.2f} s:"
+    frame_suffix: ClassVar[str] = "\n"
+
+    def __init__(self, vlm: PreTrainedModel):
+        super().__init__()
+        self.vlm = vlm
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, vlm_config: PreTrainedConfig) -> BackboneAdapter:
+        """Random init from the config alone (the caller seeds torch)."""
+        return cls(cls.vlm_class._from_config(vlm_config))
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None
+    ) -> BackboneAdapter:
+        """Load a local transformers checkpoint of the wrapped class (never from a hub)."""
+        if not Path(path).is_dir():
+            raise StvgError(f"backbone checkpoint folder not found: {path}")
+        vlm = cls.vlm_class.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
+        )
+        return cls(vlm)
+
+    @staticmethod
+    def tiny_config(vocab_size: int, special_ids: dict[str, int]) -> PreTrainedConfig:
+        raise NotImplementedError
+
+    @staticmethod
+    def large_config() -> PreTrainedConfig:
+        """The real-size (7B) config, for meta-device shape checks and FLOP counts."""
+        raise NotImplementedError
+
+    @staticmethod
+    def build_frame_processor(frame_size: tuple[int, int]) -> Any:
+        """A transformers image processor turning RGB frames into this backbone's pixel inputs."""
+        raise NotImplementedError
+
+    @staticmethod
+    def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> Any:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ model pieces
+    @property
+    def hidden_size(self) -> int:
+        return int(self.vlm.config.get_text_config().hidden_size)
+
+    @property
+    def language_model(self) -> nn.Module:
+        """Decoder-only LM taking ``inputs_embeds``, ``position_ids``, ``past_key_values``."""
+        return self.vlm.model.language_model
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.vlm.lm_head
+
+    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.vlm.get_input_embeddings()(input_ids)
+
+    def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Visual embeddings after the projector, one row of ``P`` tokens per frame: ``[T, P, D]``."""
+        raise NotImplementedError
+
+    def prefix_position_ids(
+        self, kinds: torch.Tensor, pixel_inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, int]:
+        """Position ids of a prefix (``[1, L]`` or ``[3, 1, L]``) and the next free text position."""
+        length = int(kinds.shape[-1])
+        return torch.arange(length, device=kinds.device)[None], length

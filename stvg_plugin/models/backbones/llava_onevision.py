@@ -1,0 +1,112 @@
+"""LLaVA-OneVision / LLaVA-Video adapter (SigLIP + Qwen2): SpaceVLLM's base (notes §2, P/S).
+
+Frames go through transformers' own ``get_video_features`` (vision tower -> projector -> 2x2
+bilinear pooling), giving ``P = ceil(g/2)^2`` tokens per frame for a ``g x g`` patch grid (196 at
+384 px / patch 14). The single ``image_newline`` LLaVA appends after a whole video is dropped: our
+frames are interleaved with text and query tokens, so every frame already ends in text (ours).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+from stvg_plugin.models.backbones.base import BackboneAdapter
+
+
+class LlavaOnevisionAdapter(BackboneAdapter):
+    name: ClassVar[str] = "llava_onevision"
+    vlm_class = LlavaOnevisionForConditionalGeneration
+    visual_token: ClassVar[str] = "<image>"
+
+    @staticmethod
+    def tiny_config(vocab_size: int, special_ids: dict[str, int]) -> LlavaOnevisionConfig:
+        """SigLIP 32x32 px / patch 8 / width 32 + Qwen2 width 64, 2 layers: ~0.12 M parameters."""
+        return LlavaOnevisionConfig(
+            vision_config=dict(
+                model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, image_size=32, patch_size=8, vision_use_head=False,
+            ),
+            text_config=dict(
+                model_type="qwen2", vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                eos_token_id=special_ids["eos"], pad_token_id=special_ids["pad"], bos_token_id=None,
+            ),
+            image_token_index=special_ids["image"],
+            video_token_index=special_ids["video"],
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            tie_word_embeddings=False,
+        )
+
+    @staticmethod
+    def large_config() -> LlavaOnevisionConfig:
+        """LLaVA-Video-7B-Qwen2 dimensions: SigLIP-so400m/14 @384 + Qwen2-7B (hidden 3584, 28 layers)."""
+        return LlavaOnevisionConfig(
+            vision_config=dict(
+                model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
+                num_attention_heads=16, image_size=384, patch_size=14, vision_use_head=False,
+            ),
+            text_config=dict(
+                model_type="qwen2", vocab_size=152128, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                eos_token_id=151645, pad_token_id=151643, bos_token_id=151643,
+            ),
+            image_token_index=151646,
+            video_token_index=151647,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            tie_word_embeddings=False,
+        )
+
+    @staticmethod
+    def build_frame_processor(frame_size: tuple[int, int]) -> SiglipImageProcessorPil:
+        """Resize to the square SigLIP input and normalise with mean = std = 0.5 (SigLIP's)."""
+        h, w = frame_size
+        return SiglipImageProcessorPil(size={"height": int(h), "width": int(w)}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+    @staticmethod
+    def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> SiglipImageProcessorPil:
+        """Read size/mean/std from the checkpoint's (video_)preprocessor_config.json.
+
+        LLaVA-OneVision's own image processor does "anyres" tiling meant for still images; video frames
+        are a plain resize + normalise, which is what this processor does.
+        """
+        cfg: dict[str, Any] = {}
+        for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
+            p = Path(path) / name
+            if p.is_file():
+                cfg = json.loads(p.read_text(encoding="utf-8"))
+                break
+        size = cfg.get("size") or {}
+        if frame_size is not None:
+            size = {"height": int(frame_size[0]), "width": int(frame_size[1])}
+        elif "height" not in size:
+            edge = int(size.get("shortest_edge", 384))
+            size = {"height": edge, "width": edge}
+        return SiglipImageProcessorPil(
+            size=size, image_mean=cfg.get("image_mean", [0.5] * 3), image_std=cfg.get("image_std", [0.5] * 3)
+        )
+
+    def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        out = processor(images=list(frames), return_tensors="pt")
+        return {"pixel_values_videos": out["pixel_values"][None]}  # [1, T, 3, H, W]
+
+    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        pixels = pixel_inputs["pixel_values_videos"].to(self.vlm.device, self.vlm.dtype)
+        num_frames = pixels.shape[1]
+        cfg = self.vlm.config
+        feats = self.vlm.model.get_video_features(
+            pixels,
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        ).pooler_output
+        feats = feats[:, :-1]  # drop the trailing image_newline
+        return feats.reshape(num_frames, -1, feats.shape[-1])

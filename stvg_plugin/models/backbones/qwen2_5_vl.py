@@ -1,0 +1,110 @@
+"""Qwen2.5-VL adapter: frames are fed as separate *images*, one query token per frame.
+
+Qwen2.5-VL's video path merges frame pairs (temporal patch size 2), which would leave one visual
+group per *two* frames. Feeding each frame as an image keeps one group, hence one query, per frame
+(notes §4, as Open-o3 Video does); the image processor then duplicates every frame along time to
+fill the 2-frame temporal patch, which doubles the patch-embedding input but not the LLM tokens.
+Position ids are Qwen's 3-D M-RoPE from transformers' own ``get_rope_index`` (images: no temporal
+spacing; the frame's time is in the prompt text instead).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from stvg_plugin.models.backbones.base import VISUAL, BackboneAdapter
+
+
+class Qwen25VLAdapter(BackboneAdapter):
+    name: ClassVar[str] = "qwen2_5_vl"
+    vlm_class = Qwen2_5_VLForConditionalGeneration
+    visual_token: ClassVar[str] = "<|image_pad|>"
+    frame_template: ClassVar[str] = "Frame {index} at {time:.2f} s: <|vision_start|>"
+    frame_suffix: ClassVar[str] = "<|vision_end|>\n"
+
+    @staticmethod
+    def tiny_config(vocab_size: int, special_ids: dict[str, int]) -> Qwen2_5_VLConfig:
+        """Vision width 32 / patch 8 / merge 2 (32x32 px -> 4 tokens) + text width 64, 2 layers."""
+        return Qwen2_5_VLConfig(
+            vision_config=dict(
+                depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8, spatial_merge_size=2,
+                temporal_patch_size=2, window_size=32, out_hidden_size=64, fullatt_block_indexes=[1], in_channels=3,
+            ),
+            text_config=dict(
+                vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+                eos_token_id=special_ids["eos"], pad_token_id=special_ids["pad"], bos_token_id=None,
+            ),
+            image_token_id=special_ids["image_pad"],
+            video_token_id=special_ids["video"],
+            vision_start_token_id=special_ids["vision_start"],
+            vision_end_token_id=special_ids["vision_end"],
+            tie_word_embeddings=False,
+        )
+
+    @staticmethod
+    def large_config() -> Qwen2_5_VLConfig:
+        """Qwen2.5-VL-7B-Instruct dimensions (vision depth 32 / width 1280; text 3584 x 28 layers)."""
+        return Qwen2_5_VLConfig(
+            vision_config=dict(
+                depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14, spatial_merge_size=2,
+                temporal_patch_size=2, window_size=112, out_hidden_size=3584, fullatt_block_indexes=[7, 15, 23, 31],
+                in_channels=3, tokens_per_second=2,
+            ),
+            text_config=dict(
+                vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+                eos_token_id=151645, pad_token_id=151643, bos_token_id=151643,
+            ),
+            image_token_id=151655,
+            video_token_id=151656,
+            vision_start_token_id=151652,
+            vision_end_token_id=151653,
+            tie_word_embeddings=False,
+        )
+
+    @staticmethod
+    def build_frame_processor(frame_size: tuple[int, int], patch_size: int = 8) -> Qwen2VLImageProcessorPil:
+        h, w = frame_size
+        return Qwen2VLImageProcessorPil(
+            patch_size=patch_size, merge_size=2, temporal_patch_size=2, min_pixels=h * w, max_pixels=h * w,
+            image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        )
+
+    @staticmethod
+    def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> Qwen2VLImageProcessorPil:
+        proc = Qwen2VLImageProcessorPil.from_pretrained(str(path), local_files_only=True)
+        if frame_size is not None:
+            pixels = int(frame_size[0]) * int(frame_size[1])
+            proc.size = {"shortest_edge": pixels, "longest_edge": pixels}
+        return proc
+
+    def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        out = processor(images=list(frames), return_tensors="pt")
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+
+    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        grid = pixel_inputs["image_grid_thw"].to(self.vlm.device)
+        pixels = pixel_inputs["pixel_values"].to(self.vlm.device)
+        feats = self.vlm.model.get_image_features(pixels, grid).pooler_output
+        return torch.stack(list(feats), dim=0)  # every frame has the same grid -> [T, P, D]
+
+    def prefix_position_ids(
+        self, kinds: torch.Tensor, pixel_inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, int]:
+        kinds = kinds.reshape(1, -1)
+        token_types = (kinds == VISUAL).to(torch.int32)
+        position_ids, _ = self.vlm.model.get_rope_index(
+            input_ids=torch.zeros_like(kinds, dtype=torch.long),
+            mm_token_type_ids=token_types,
+            image_grid_thw=pixel_inputs["image_grid_thw"].to(kinds.device),
+        )
+        return position_ids, int(position_ids.max()) + 1

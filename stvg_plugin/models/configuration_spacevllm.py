@@ -1,0 +1,95 @@
+"""Configuration of the SpaceVLLM-style grounding model (HF configuration-file style).
+
+One config holds everything a checkpoint needs to be rebuilt: the wrapped video-LLM's own
+transformers config (``vlm_config``, resolved by its ``model_type``), which backbone adapter drives it,
+the spatio-temporal query table size, the space-decoder dimensions, the prompt templates (kept in
+config, never in code, because the notes stress that prompts change results) and the decoding
+switches. ``save_pretrained`` writes it as ``config.json`` next to the safetensors weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+SPAN_SOURCES = ("text", "relevance", "combined")
+BOX_HEADS = ("decoder", "text")
+DECODER_VISUAL_SOURCES = ("hidden", "projected")
+
+
+class SpaceVLLMConfig(PreTrainedConfig):
+    """Fields (all have working defaults; presets in :mod:`stvg_plugin.models.presets`).
+
+    * ``backbone``: registry key of the adapter (``llava_onevision`` | ``qwen2_5_vl``).
+    * ``vlm_config``: the transformers config of the wrapped VLM (dict or config object).
+    * ``num_frames``: frames sampled per video; ``max_frames``: rows of ``st_query_embed`` (N_max).
+    * ``frame_size``: ``(height, width)`` frames are resized to while decoding the video.
+    * ``decoder_dim`` / ``decoder_heads`` / ``decoder_layers`` / ``decoder_mlp_ratio``: space decoder.
+    * ``decoder_visual_source``: ``hidden`` (LLM last-layer states at the visual positions) or
+      ``projected`` (the projector output fed to the LLM).
+    * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
+    * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
+      ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
+    * loss weights for the trainer: ``loss_l1_weight`` (5), ``loss_giou_weight`` (2) (DETR defaults,
+      assumed in the notes), ``loss_relevance_weight``, ``loss_lm_weight``.
+    """
+
+    model_type: ClassVar[str] = "spacevllm"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "vlm_config": SubConfigSpec(config_class=AutoConfig, model_type="llava_onevision"),
+    }
+
+    backbone: str = "llava_onevision"
+    vlm_config: dict | PreTrainedConfig | None = None
+    num_frames: int = 8
+    max_frames: int = 64
+    frame_size: list[int] | tuple[int, int] | None = None
+    decoder_dim: int = 256
+    decoder_heads: int = 8
+    decoder_layers: int = 1
+    decoder_mlp_ratio: int = 2
+    decoder_visual_source: str = "hidden"
+    span_source: str = "combined"
+    box_head: str = "decoder"
+    relevance_threshold: float = 0.5
+    max_new_tokens: int = 24
+    max_new_tokens_text_boxes: int = 1024
+    prompt_prefix: str = "<|im_start|>user\n"
+    frame_template: str = "Frame {index} at {time:.2f} s:"
+    frame_suffix: str = "\n"
+    instruction_template: str = "Find {query}. When is it visible?<|im_end|>\n<|im_start|>assistant\n"
+    box_text_template: str = "frame {index}: [{x1:.2f}, {y1:.2f}, {x2:.2f}, {y2:.2f}]"
+    loss_lm_weight: float = 1.0
+    loss_l1_weight: float = 5.0
+    loss_giou_weight: float = 2.0
+    loss_relevance_weight: float = 1.0
+    initializer_range: float = 0.02
+    seed: int = 0
+    trust_remote_code: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        if self.span_source not in SPAN_SOURCES:
+            raise ValueError(f"span_source must be one of {SPAN_SOURCES}, got {self.span_source!r}")
+        if self.box_head not in BOX_HEADS:
+            raise ValueError(f"box_head must be one of {BOX_HEADS}, got {self.box_head!r}")
+        if self.decoder_visual_source not in DECODER_VISUAL_SOURCES:
+            raise ValueError(f"decoder_visual_source must be one of {DECODER_VISUAL_SOURCES}")
+        if not 1 <= int(self.num_frames) <= int(self.max_frames):
+            raise ValueError(f"num_frames must be in [1, max_frames={self.max_frames}], got {self.num_frames}")
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
+        if "{query}" not in self.instruction_template:
+            raise ValueError("instruction_template must contain '{query}'")
+        if self.frame_size is not None:
+            self.frame_size = [int(v) for v in self.frame_size]
+
+    @property
+    def hidden_size(self) -> int:
+        """The LLM width (query embeddings and decoder inputs live in it)."""
+        return int(self.vlm_config.get_text_config().hidden_size)
+
+
+__all__ = ["SpaceVLLMConfig", "SPAN_SOURCES", "BOX_HEADS"]

@@ -1,0 +1,133 @@
+"""``Grounder``: videos + referring queries -> ``GroundingPrediction`` (encode each video once).
+
+``ground`` is the strict API (bad input raises); ``predict`` is the batch API used by the CLI,
+lmms-eval and FiftyOne: it groups queries by video, decodes videos ahead of the model, and turns
+an unreadable video or an empty query into predictions with ``error`` set instead of raising.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding, VideoPrefix
+from stvg_plugin.models.presets import RUNTIME_KEYS, build_from_backbone, build_tiny_model, resolve_spec
+from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
+
+log = logging.getLogger(__name__)
+
+
+class Grounder:
+    """A loaded SpaceVLLM-style model + its frame sampling policy."""
+
+    def __init__(self, model: SpaceVLLMForGrounding, *, video_backend: str = "auto", prefetch_workers: int = 1):
+        self.model = model.eval()
+        self.video_backend = video_backend
+        self.prefetch_workers = prefetch_workers
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.model.config.num_frames)
+
+    def sample(self, path: str) -> SampledVideo:
+        """Uniformly sample ``num_frames`` frames (a longer video is sampled down over its length)."""
+        size = tuple(self.model.config.frame_size) if self.model.config.frame_size else None
+        return sample_video(path, num_frames=self.num_frames, size=size, backend=self.video_backend)
+
+    def encode(self, video: str | SampledVideo) -> VideoPrefix:
+        sampled = video if isinstance(video, SampledVideo) else self.sample(str(video))
+        return self.model.encode_video(sampled)
+
+    def ground(
+        self, video: str | SampledVideo, queries: Sequence[str], qids: Sequence[str] | None = None
+    ) -> list[GroundingPrediction]:
+        """Encode ``video`` once and answer every query against a copy of the cached prefix.
+
+        Raises ``ValueError`` for an empty query (checked before any work) and ``VideoReadError``
+        for an unreadable video.
+        """
+        if isinstance(queries, str):
+            raise TypeError("queries must be a sequence of strings, not one string")
+        for i, q in enumerate(queries):
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"query {i} is empty")
+        qids = list(qids) if qids is not None else [str(i) for i in range(len(queries))]
+        if len(qids) != len(queries):
+            raise ValueError(f"{len(qids)} qids for {len(queries)} queries")
+        prefix = self.encode(video)
+        return [self.model.ground_prefix(prefix, q, qid) for q, qid in zip(queries, qids)]
+
+    def predict(self, queries: Sequence[GroundingQuery], progress: bool = True) -> Iterator[GroundingPrediction]:
+        """One prediction per query, grouped by video (videos in first-appearance order)."""
+        groups: dict[str, list[GroundingQuery]] = {}
+        for q in queries:
+            groups.setdefault(q.video, []).append(q)
+        bar = tqdm(total=len(queries), desc="grounding", unit="query", disable=not progress)
+        loader = PrefetchLoader(list(groups), self.sample, num_workers=self.prefetch_workers)
+        try:
+            for video, sampled in loader:
+                for pred in self._predict_video(groups[video], sampled):
+                    bar.update(1)
+                    yield pred
+        finally:
+            bar.close()
+
+    def _predict_video(self, group: list[GroundingQuery], sampled: SampledVideo | VideoReadError) -> Iterator[GroundingPrediction]:
+        if isinstance(sampled, VideoReadError):
+            log.warning("skipping %d queries: %s", len(group), sampled)
+            for q in group:
+                yield GroundingPrediction(qid=q.qid, error=str(sampled))
+            return
+        try:
+            prefix = self.model.encode_video(sampled)
+        except (StvgError, ValueError) as exc:
+            for q in group:
+                yield GroundingPrediction(qid=q.qid, error=f"cannot encode video {group[0].video}: {exc}")
+            return
+        for q in group:
+            if not isinstance(q.query, str) or not q.query.strip():
+                yield GroundingPrediction(qid=q.qid, error="empty query text")
+                continue
+            try:
+                yield self.model.ground_prefix(prefix, q.query, q.qid)
+            except (StvgError, ValueError) as exc:
+                yield GroundingPrediction(qid=q.qid, error=f"{type(exc).__name__}: {exc}")
+
+
+def load_grounder(
+    model_cfg: Mapping[str, Any] | str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
+) -> Grounder:
+    """Build a :class:`Grounder` from a preset name or spec dict.
+
+    * ``checkpoint``: a folder written by ``save_pretrained`` (safetensors; ``allow_pickle`` in the
+      spec to accept .bin/.pt); the spec's runtime keys (``num_frames``, ``span_source`` ...) apply.
+    * no checkpoint, spec with ``backbone_path``: pretrained base VLM + fresh queries/decoder.
+    * no checkpoint, tiny preset: the seeded random model (works with nothing downloaded).
+    """
+    spec = resolve_spec(model_cfg)
+    if checkpoint is not None:
+        dtype = spec.get("dtype")
+        model = SpaceVLLMForGrounding.from_pretrained(
+            checkpoint, allow_pickle=bool(spec.get("allow_pickle", False)),
+            dtype=getattr(torch, dtype) if dtype else None,
+        )
+        for key in RUNTIME_KEYS:
+            if key in spec and (isinstance(model_cfg, Mapping) and key in model_cfg):
+                setattr(model.config, key, spec[key])
+    elif spec.get("backbone_path"):
+        model = build_from_backbone(spec)
+    elif spec.get("size") == "tiny":
+        model = build_tiny_model(spec)
+    else:
+        raise StvgError(
+            f"model {spec.get('preset') or spec.get('name') or spec['backbone']!r} has no weights: pass a checkpoint "
+            "folder or set backbone_path to a local transformers checkpoint of the base VLM"
+        )
+    model.to(device)
+    return Grounder(model, video_backend=spec.get("video_backend", "auto"))

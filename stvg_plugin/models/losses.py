@@ -1,0 +1,84 @@
+"""Box and relevance losses for training the space decoder (torch twins of ``util.box_ops``).
+
+Spatial losses count only frames inside the ground-truth span (SpaceVLLM, notes §2 S); their form
+(L1 + GIoU with DETR's 5 / 2 weights) is the usual choice, assumed, not confirmed. The relevance BCE
+over all sampled frames (inside = 1) is ours.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+
+
+def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Element-wise GIoU of xyxy boxes ``(..., 4)`` (differentiable; ``eps`` guards empty unions)."""
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = iw * ih
+    union = area_a + area_b - inter
+    iou = inter / (union + eps)
+    hw = torch.maximum(a[..., 2], b[..., 2]) - torch.minimum(a[..., 0], b[..., 0])
+    hh = torch.maximum(a[..., 3], b[..., 3]) - torch.minimum(a[..., 1], b[..., 1])
+    hull = hw * hh
+    return iou - (hull - union) / (hull + eps)
+
+
+def box_losses(
+    pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor, in_span: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Mean L1 and ``1 - GIoU`` over frames with ``in_span`` True (normalised cxcywh, ``[..., T, 4]``).
+
+    With no frame in span both losses are an exact zero that still carries a graph (so a trainer can
+    always call ``backward``).
+    """
+    mask = in_span.bool()
+    count = mask.sum()
+    if int(count) == 0:
+        zero = pred_cxcywh.sum() * 0.0
+        return {"loss_l1": zero, "loss_giou": zero}
+    p, g = pred_cxcywh[mask], gt_cxcywh[mask].to(pred_cxcywh.dtype)
+    l1 = F.l1_loss(p, g, reduction="sum") / count
+    giou = generalized_iou(cxcywh_to_xyxy(p), cxcywh_to_xyxy(g))
+    return {"loss_l1": l1, "loss_giou": (1.0 - giou).sum() / count}
+
+
+def relevance_loss(logits: torch.Tensor, in_span: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE of per-frame relevance logits against "frame inside the GT span"."""
+    target = in_span.to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if valid is None:
+        return loss.mean()
+    valid = valid.to(logits.dtype)
+    return (loss * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def grounding_loss(
+    pred_cxcywh: torch.Tensor,
+    relevance_logits: torch.Tensor,
+    gt_cxcywh: torch.Tensor,
+    in_span: torch.Tensor,
+    *,
+    l1_weight: float = 5.0,
+    giou_weight: float = 2.0,
+    relevance_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """All decoder losses and their weighted sum under ``loss`` (the LM loss is added by the caller)."""
+    parts = box_losses(pred_cxcywh, gt_cxcywh, in_span)
+    parts["loss_relevance"] = relevance_loss(relevance_logits, in_span)
+    parts["loss"] = (
+        l1_weight * parts["loss_l1"] + giou_weight * parts["loss_giou"] + relevance_weight * parts["loss_relevance"]
+    )
+    return parts

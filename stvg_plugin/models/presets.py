@@ -1,0 +1,123 @@
+"""Named model configurations and the builders that turn them into models.
+
+* ``spacevllm_tiny`` / ``spacevllm_qwen25vl_tiny``: random-initialised backbones built from config
+  alone, seeded, with the character tokenizer built in code: work with nothing downloaded.
+* ``spacevllm_7b`` (LLaVA-Video-7B-Qwen2 dims) / ``spacevllm_qwen25vl_7b``: need ``backbone_path``
+  (a local transformers checkpoint of the base VLM) or a saved checkpoint; they also build on the
+  meta device (:func:`build_meta_model`) to check shapes and count FLOPs without weights.
+
+A model spec is a preset name or a dict ``{"preset": name, **overrides}`` (``name`` also accepted).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from stvg_plugin.data import StvgError
+from stvg_plugin.models.backbones import get_backbone
+from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
+from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
+from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor, special_token_ids
+from stvg_plugin.models.tokenizer import build_char_tokenizer
+
+_CHATML_PREFIX = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+_QWEN_FRAME = {"frame_template": "Frame {index} at {time:.2f} s: <|vision_start|>", "frame_suffix": "<|vision_end|>\n"}
+_TINY = {"size": "tiny", "num_frames": 8, "max_frames": 16, "frame_size": [32, 32], "decoder_dim": 32,
+         "decoder_heads": 2, "decoder_layers": 1, "decoder_mlp_ratio": 2, "max_new_tokens": 24,
+         "max_new_tokens_text_boxes": 400, "seed": 0}
+_LARGE = {"size": "7b", "num_frames": 64, "max_frames": 64, "decoder_dim": 256, "decoder_heads": 8,
+          "decoder_layers": 2, "decoder_mlp_ratio": 2, "max_new_tokens": 32, "prompt_prefix": _CHATML_PREFIX,
+          "dtype": "bfloat16"}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "spacevllm_tiny": {"backbone": "llava_onevision", **_TINY},
+    "spacevllm_qwen25vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
+    "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384]},
+    "spacevllm_qwen25vl_7b": {"backbone": "qwen2_5_vl", **_LARGE, **_QWEN_FRAME, "num_frames": 32, "frame_size": [336, 336]},
+}
+
+# keys of a spec that are about building/loading, not SpaceVLLMConfig fields
+_BUILD_KEYS = ("preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type")
+# config fields a caller may change on an already trained checkpoint
+RUNTIME_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes")
+
+
+def resolve_spec(model_cfg: Mapping[str, Any] | str) -> dict[str, Any]:
+    """Preset name or dict -> a full spec dict (preset values overridden by the dict's own keys)."""
+    if isinstance(model_cfg, str):
+        model_cfg = {"preset": model_cfg}
+    if not isinstance(model_cfg, Mapping):
+        raise TypeError(f"model config must be a preset name or a dict, got {type(model_cfg).__name__}")
+    spec = dict(model_cfg)
+    name = spec.get("preset") or spec.get("name")
+    if name is not None:
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
+        spec = {**copy.deepcopy(PRESETS[name]), **spec}
+    spec.setdefault("backbone", "llava_onevision")
+    return spec
+
+
+def _config_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in _BUILD_KEYS}
+
+
+def build_config(spec: Mapping[str, Any], vocab_size: int | None = None, special_ids: dict | None = None) -> SpaceVLLMConfig:
+    adapter = get_backbone(spec["backbone"])
+    if spec.get("backbone_path"):
+        vlm_config = AutoConfig.from_pretrained(
+            str(spec["backbone_path"]), local_files_only=True, trust_remote_code=bool(spec.get("trust_remote_code"))
+        )
+    elif spec.get("size") == "tiny":
+        vlm_config = adapter.tiny_config(vocab_size, special_ids)
+    else:
+        vlm_config = adapter.large_config()
+    return SpaceVLLMConfig(vlm_config=vlm_config, **_config_fields(spec))
+
+
+def build_tiny_model(model_cfg: Mapping[str, Any] | str = "spacevllm_tiny") -> SpaceVLLMForGrounding:
+    """A seeded random tiny model with its processor; identical for identical specs."""
+    spec = resolve_spec(model_cfg)
+    tokenizer = build_char_tokenizer()
+    config = build_config(spec, len(tokenizer), special_token_ids(tokenizer))
+    adapter = get_backbone(spec["backbone"])
+    processor = SpaceVLLMProcessor(tokenizer, adapter.build_frame_processor(tuple(config.frame_size)), config)
+    return SpaceVLLMForGrounding.from_config_seeded(config, processor)
+
+
+def build_from_backbone(model_cfg: Mapping[str, Any] | str) -> SpaceVLLMForGrounding:
+    """Pretrained base VLM from ``backbone_path`` + freshly initialised (seeded) queries and decoder."""
+    spec = resolve_spec(model_cfg)
+    path = str(spec["backbone_path"])
+    adapter_cls = get_backbone(spec["backbone"])
+    dtype = getattr(torch, spec.get("dtype") or "float32")
+    backbone = adapter_cls.from_pretrained(path, trust_remote_code=bool(spec.get("trust_remote_code")), dtype=dtype)
+    config = SpaceVLLMConfig(vlm_config=backbone.vlm.config, **_config_fields(spec))
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=config.trust_remote_code)
+    frame_size = tuple(config.frame_size) if config.frame_size else None
+    processor = SpaceVLLMProcessor(tokenizer, adapter_cls.load_frame_processor(path, frame_size), config)
+    if len(tokenizer) > backbone.vlm.get_input_embeddings().num_embeddings:
+        backbone.vlm.resize_token_embeddings(len(tokenizer))  # the added <st_query> placeholder id
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(config.seed))
+        model = SpaceVLLMForGrounding(config, backbone=backbone)
+    model.processor = processor
+    return model.to(dtype).eval()
+
+
+def build_meta_model(model_cfg: Mapping[str, Any] | str = "spacevllm_7b") -> SpaceVLLMForGrounding:
+    """The full-size model on ``torch.device("meta")``: shapes only, no memory, no weights."""
+    spec = resolve_spec(model_cfg)
+    spec.pop("backbone_path", None)
+    if spec.get("size") == "tiny":
+        tok = build_char_tokenizer()
+        config = build_config(spec, len(tok), special_token_ids(tok))
+    else:
+        config = build_config(spec)
+    with torch.device("meta"):
+        return SpaceVLLMForGrounding(config)

@@ -1,0 +1,26 @@
+"""Shared pytest fixtures: real synthetic videos, generated once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stvg_plugin.synth import generate_synthetic, write_bad_videos
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with 6 small synthetic STVG videos, ``annotations.jsonl`` and ``hcstvg.json`` (seed 0).
+
+    Treat it as read-only: it is shared by every test of the session.
+    """
+    out = tmp_path_factory.mktemp("synth")
+    generate_synthetic(out, num_videos=6, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bad_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Broken video files by name (see :func:`stvg_plugin.synth.write_bad_videos`); read-only."""
+    return write_bad_videos(tmp_path_factory.mktemp("bad_videos"))

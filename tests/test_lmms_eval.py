@@ -1,0 +1,271 @@
+"""lmms-eval integration, end to end: the real lmms-eval CLI, real MP4s, real models, real scorer.
+
+One ``stvg lmms-eval`` run of the tiny SpaceVLLM over ``stvg_synthetic`` + ``stvg_hcstvg_v1`` (the
+synth's native HC-STVG file) on a small synthetic set where one video is corrupt and one is
+missing; its logged predictions are re-scored with ``stvg_plugin.metrics.evaluate`` and must give
+the same numbers. Further runs: the prompted backend (tiny random Qwen2.5-VL), the exit statuses
+of the wrapper, and a 2-process data-parallel run of the stock CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmms_tasks import TASKS_DIR
+from lmms_tasks.common import metric_names, process_results, query_to_doc
+from lmms_tasks.results import find_samples, read_samples
+from stvg_plugin.adapters import default_protocol, load_benchmark
+from stvg_plugin.data import GroundingPrediction
+from stvg_plugin.metrics import evaluate
+from stvg_plugin.synth import generate_synthetic
+
+BIN = Path(sys.executable).parent
+TIMEOUT = 300
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STVG_")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_CACHE=str(tmp / "hf_datasets"),
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    env.update(extra)
+    return env
+
+
+def _stvg_lmms(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "stvg"), "lmms-eval", *args], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+def _results(output_path: Path) -> dict:
+    files = sorted(output_path.glob("**/*_results.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+def _samples(output_path: Path, task: str) -> list[dict]:
+    files = find_samples(output_path, task)
+    assert len(files) == 1, files
+    return [json.loads(line) for line in files[0].read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """4 synthetic videos: video_0001 replaced by a text file, video_0002 deleted."""
+    root = tmp_path_factory.mktemp("lmms_data")
+    synth = root / "synth"
+    generate_synthetic(synth, num_videos=4, seed=3)
+    corrupt, missing = synth / "video_0001.mp4", synth / "video_0002.mp4"
+    corrupt.write_text("this is not a video\n", encoding="utf-8")
+    missing.unlink()
+    env = _env(root, STVG_SYNTHETIC_DIR=str(synth), STVG_HCSTVG_V1_ANNOTATIONS=str(synth / "hcstvg.json"),
+               STVG_HCSTVG_V1_VIDEOS=str(synth))
+    return {"root": root, "synth": synth, "env": env, "corrupt": str(corrupt), "missing": str(missing)}
+
+
+@pytest.fixture(scope="module")
+def spacevllm_run(data: dict) -> dict:
+    out = data["root"] / "out_spacevllm"
+    proc = _stvg_lmms(
+        ["--model", "spacevllm", "--model_args", "pretrained=spacevllm_tiny,num_frames=4",
+         "--tasks", "stvg_synthetic,stvg_hcstvg_v1", "--batch_size", "1",
+         "--output_path", str(out), "--log_samples", "--verbosity", "INFO"],
+        data["env"],
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"out": out, "proc": proc}
+
+
+TASK_FILES = {"stvg_synthetic": ("unified", "annotations.jsonl"), "stvg_hcstvg_v1": ("hcstvg_v1", "hcstvg.json")}
+
+
+@pytest.mark.parametrize("task", sorted(TASK_FILES))
+def test_lmms_numbers_equal_stvg_evaluate(spacevllm_run: dict, data: dict, task: str) -> None:
+    results = _results(spacevllm_run["out"])["results"][task]
+    benchmark, name = TASK_FILES[task]
+    queries = load_benchmark(benchmark, str(data["synth"] / name), str(data["synth"]) if benchmark != "unified" else None)
+    preds = list(read_samples(find_samples(spacevllm_run["out"], task)[0]))
+    assert sorted(p.qid for p in preds) == sorted(q.qid for q in queries)
+    summary = evaluate(queries, preds, protocol=default_protocol(benchmark)).summary
+    names = metric_names(default_protocol(benchmark))
+    assert set(names) >= {"m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"}
+    for name in names:
+        assert results[f"{name},none"] == pytest.approx(summary[name], abs=1e-9), name
+    assert summary["m_tIoU"] > 0  # the good videos got real (random-model) spans, not all zeros
+    assert results["error,none"] == summary["num_errors"] > 0
+    assert results["parse_failed,none"] == pytest.approx(summary["num_parse_failed"] / summary["num_queries"])
+
+
+def test_lmms_samples_carry_prediction_details(spacevllm_run: dict, data: dict) -> None:
+    for task in TASK_FILES:
+        lines = _samples(spacevllm_run["out"], task)
+        good = [s for s in lines if s["video"] not in (data["corrupt"], data["missing"])]
+        assert good, task
+        for s in good:
+            pred = s["prediction"]
+            assert s["qid"] == pred["qid"] and os.path.isfile(s["video"])
+            assert pred["span_frames"][1] > pred["span_frames"][0] and pred["boxes"] and "raw_text" in pred
+            assert s["error"] == 0.0 and s["failure"] is None
+            assert json.loads(s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0])
+
+
+def test_lmms_bad_and_missing_videos_score_zero_and_are_named(spacevllm_run: dict, data: dict) -> None:
+    lines = _samples(spacevllm_run["out"], "stvg_synthetic")
+    corrupt = [s for s in lines if s["video"] == data["corrupt"]]
+    missing = [s for s in lines if s["video"] == data["missing"]]
+    assert corrupt and missing
+    for s in corrupt + missing:
+        assert s["error"] == 1.0 and s["m_vIoU"] == 0.0 and s["m_tIoU"] == 0.0
+        assert s["video"] in s["failure"]  # the failure names the file
+    assert all(s["missing_video"] == 1.0 for s in missing) and all(s["missing_video"] == 0.0 for s in corrupt)
+    results = _results(spacevllm_run["out"])["results"]["stvg_synthetic"]
+    assert results["missing_video,none"] == len(missing)
+    assert results["error,none"] == len(corrupt) + len(missing)
+
+
+def test_stvg_evaluate_cli_reads_logged_predictions(spacevllm_run: dict, data: dict, tmp_path: Path) -> None:
+    from lmms_tasks.results import samples_to_predictions
+
+    preds = tmp_path / "predictions.jsonl"
+    samples_to_predictions(find_samples(spacevllm_run["out"], "stvg_hcstvg_v1")[0], preds)
+    proc = subprocess.run(
+        [str(BIN / "stvg"), "evaluate", "benchmark=hcstvg_v1", f"annotations={data['synth'] / 'hcstvg.json'}",
+         f"video_root={data['synth']}", f"predictions={preds}", f"output_dir={tmp_path / 'eval'}"],
+        env=data["env"], capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    results = _results(spacevllm_run["out"])["results"]["stvg_hcstvg_v1"]
+    for name in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"):
+        assert results[f"{name},none"] == pytest.approx(summary[name], abs=1e-9)
+
+
+def test_stvg_prompted_tiny_qwen(data: dict) -> None:
+    from stvg_plugin.models.prompted import build_tiny_prompted
+
+    ckpt = build_tiny_prompted(data["root"] / "tiny_qwen", seed=0)
+    out = data["root"] / "out_prompted"
+    proc = _stvg_lmms(
+        ["--model", "stvg_prompted", "--model_args", f"pretrained={ckpt},num_frames=2,max_new_tokens=24",
+         "--tasks", "stvg_synthetic", "--output_path", str(out), "--log_samples"],
+        data["env"],
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = _results(out)["results"]["stvg_synthetic"]
+    queries = load_benchmark("unified", str(data["synth"] / "annotations.jsonl"))
+    preds = list(read_samples(find_samples(out, "stvg_synthetic")[0]))
+    summary = evaluate(queries, preds).summary
+    for name in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"):
+        assert results[f"{name},none"] == pytest.approx(summary[name], abs=1e-9)
+    good = [p for p in preds if p.error is None]
+    assert good and all(p.raw_text is not None for p in good)  # random text: parsed or flagged, never lost
+    assert results["parse_failed,none"] == pytest.approx(sum(p.parse_failed for p in preds) / len(preds))
+
+
+def test_missing_annotation_env_var_is_named_with_exit_2(tmp_path: Path) -> None:
+    proc = _stvg_lmms(["--model", "spacevllm", "--model_args", "pretrained=spacevllm_tiny", "--tasks", "stvg_hcstvg_v2"],
+                      _env(tmp_path))
+    assert proc.returncode == 2
+    assert "STVG_HCSTVG_V2_ANNOTATIONS is not set" in proc.stderr
+    proc = _stvg_lmms(["--model", "spacevllm", "--tasks", "stvg_vidstg"],
+                      _env(tmp_path, STVG_VIDSTG_ANNOTATIONS=str(tmp_path / "nope.json")))
+    assert proc.returncode == 2 and f"STVG_VIDSTG_ANNOTATIONS={tmp_path / 'nope.json'} is not an existing file" in proc.stderr
+
+
+def test_failed_evaluation_exits_non_zero(data: dict) -> None:
+    proc = _stvg_lmms(["--model", "spacevllm", "--model_args", "pretrained=/no/such/model", "--tasks", "stvg_synthetic"],
+                      data["env"])
+    assert proc.returncode == 1
+    assert "evaluation failed" in proc.stderr and "/no/such/model" in proc.stderr
+
+
+@pytest.mark.slow
+def test_data_parallel_two_processes_give_same_numbers(spacevllm_run: dict, data: dict) -> None:
+    # `accelerate launch` itself imports timm -> torchvision (not installed here): call its module.
+    # --multi_gpu without GPUs = torchrun-style CPU processes over gloo; --cpu would run one process.
+    out = data["root"] / "out_dp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmms_eval", "--model", "spacevllm",
+         "--model_args", "pretrained=spacevllm_tiny,num_frames=4", "--tasks", "stvg_synthetic,stvg_hcstvg_v1",
+         "--include_path", TASKS_DIR, "--output_path", str(out), "--log_samples", "--verbosity", "DEBUG"],
+        env=data["env"], capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Running on rank 1" in proc.stdout + proc.stderr
+    dp, single = _results(out)["results"], _results(spacevllm_run["out"])["results"]
+    for task in TASK_FILES:
+        for name in metric_names(default_protocol(TASK_FILES[task][0])):
+            assert dp[task][f"{name},none"] == pytest.approx(single[task][f"{name},none"], abs=1e-9)
+        assert len(_samples(out, task)) == len(_samples(spacevllm_run["out"], task))
+
+
+# ------------------------------------------------------------------ process_results on its own
+
+
+def _doc(data: dict) -> dict:
+    query = load_benchmark("unified", str(data["synth"] / "annotations.jsonl"))[0]
+    return query_to_doc(query, "unified", "tubedetr")
+
+
+def test_process_results_reads_stock_model_free_text(data: dict) -> None:
+    doc = _doc(data)
+    record = json.loads(doc["record"])
+    t0, t1 = record["span_s"]
+    frame = record["span_frames"][0]
+    x1, y1, x2, y2 = record["boxes"][str(frame)]
+    answer = f"from {t0} s to {t1} s\n{t0} s: [{x1}, {y1}, {x2}, {y2}]"
+    out = process_results(doc, [answer])
+    assert out["parse_failed"] == 0.0 and out["error"] == 0.0
+    assert out["m_tIoU"] > 0.9 and out["m_vIoU"] > 0.0
+    assert out["prediction"]["raw_text"] == answer
+
+
+def test_process_results_unreadable_answer_scores_zero(data: dict) -> None:
+    out = process_results(_doc(data), ["I cannot tell."])
+    assert out["parse_failed"] == 1.0
+    assert out["m_tIoU"] == out["m_vIoU"] == out["vIoU@0.3"] == 0.0
+
+
+def test_process_results_wrong_qid_is_an_error_not_a_crash(data: dict) -> None:
+    answer = json.dumps(GroundingPrediction(qid="someone_else", span_frames=(0, 5)).to_json())
+    out = process_results(_doc(data), [answer])
+    assert out["error"] == 1.0 and "someone_else" in out["failure"] and out["m_tIoU"] == 0.0
+
+
+def test_task_yaml_metrics_match_process_results() -> None:
+    import yaml
+
+    from lmms_tasks.common import TASK_SOURCES
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    for task, src in TASK_SOURCES.items():
+        path = next(Path(TASKS_DIR).glob(f"*/{task}.yaml"))
+        cfg = yaml.load(path.read_text(), Loader=_Loader)
+        listed = [m["metric"] for m in cfg["metric_list"]]
+        expected = [*metric_names(default_protocol(src.benchmark)), "parse_failed", "missing_video", "error"]
+        assert listed == expected, task
+        assert cfg["task"] == task and cfg["include"] == "../_default_template_stvg_yaml"
+
+
+def test_placeholder_and_template_are_package_data() -> None:
+    assert (Path(TASKS_DIR) / "_placeholder.jsonl").is_file()
+    template = (Path(TASKS_DIR) / "_default_template_stvg_yaml").read_text()
+    assert "until:" in template and "video: true" not in template
+    assert shutil.which("stvg", path=str(BIN))

@@ -1,0 +1,199 @@
+"""The tiny SpaceVLLM-style model end to end on real MP4s: encode once, save/load, training forward."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stvg_plugin.data import GroundingQuery, read_queries
+from stvg_plugin.models import GroundingInputs, SpaceVLLMForGrounding, build_tiny_model, load_grounder
+from stvg_plugin.models.checkpoint import UnsafeCheckpointError
+from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder
+from stvg_plugin.video import VideoReadError
+
+QUERIES = ["the red circle", "a blue square moving left", "the small green triangle", "the yellow star"]
+
+
+@pytest.fixture(scope="module")
+def grounder():
+    return load_grounder("spacevllm_tiny")
+
+
+@pytest.fixture(scope="module")
+def video(synth_dir: Path) -> str:
+    return read_queries(synth_dir / "annotations.jsonl")[0].video
+
+
+def _assert_same(a, b, atol=1e-6):
+    assert a.span_frames == b.span_frames and a.span_s == b.span_s
+    assert a.raw_text == b.raw_text and a.span_source == b.span_source and a.parse_failed == b.parse_failed
+    assert sorted(a.boxes) == sorted(b.boxes)
+    for f in a.boxes:
+        np.testing.assert_allclose(a.boxes[f], b.boxes[f], atol=atol, rtol=0)
+
+
+def test_space_decoder_shapes_and_ranges():
+    torch.manual_seed(0)
+    dec = QueryGuidedSpaceDecoder(llm_dim=64, dim=32, heads=2, layers=2)
+    out = dec(torch.randn(2, 5, 4, 64) * 10, torch.randn(2, 5, 64) * 10, torch.randn(2, 7, 64),
+              text_pad=torch.tensor([[False] * 7, [False] * 3 + [True] * 4]))
+    assert out.boxes.shape == (2, 5, 4) and out.relevance_logits.shape == (2, 5)
+    assert torch.all((out.boxes > 0) & (out.boxes < 1))
+    assert torch.isfinite(out.relevance_logits).all()
+    # the boxes depend on the referring text (dual cross-attention really reads it)
+    other = dec(torch.randn(2, 5, 4, 64), torch.randn(2, 5, 64), torch.randn(2, 7, 64))
+    assert not torch.allclose(out.boxes, other.boxes)
+
+
+def test_tiny_model_is_seeded_and_fast(grounder, video):
+    a, b = build_tiny_model("spacevllm_tiny"), build_tiny_model("spacevllm_tiny")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    sampled = grounder.sample(video)
+    assert sampled.frames.shape == (8, 32, 32, 3)
+    grounder.model.encode_video(sampled)  # warm-up
+    start = time.perf_counter()
+    prefix = grounder.model.encode_video(sampled)
+    assert time.perf_counter() - start < 1.0
+    assert prefix.query_states.shape == (8, 64) and prefix.visual_states.shape == (8, 4, 64)
+    assert prefix.length == int(prefix.layout.input_ids.shape[0])
+
+
+def test_ground_many_equals_one_by_one(grounder, video):
+    many = grounder.ground(video, QUERIES)
+    assert [p.qid for p in many] == ["0", "1", "2", "3"]
+    for i, q in enumerate(QUERIES):
+        (single,) = grounder.ground(video, [q], qids=[str(i)])
+        _assert_same(many[i], single)
+    # different queries really give different decoder outputs (the text reaches the boxes)
+    assert any(many[0].boxes.get(f) != many[1].boxes.get(f) for f in many[0].boxes) or many[0].span_frames != many[1].span_frames
+
+
+def test_prediction_is_well_formed(grounder, video, synth_dir):
+    q = read_queries(synth_dir / "annotations.jsonl")[0]
+    (pred,) = grounder.ground(video, [q.query], qids=[q.qid])
+    assert pred.qid == q.qid and isinstance(pred.raw_text, str)
+    if pred.parse_failed:
+        assert pred.span_frames is None and pred.boxes == {}
+    else:
+        s, e = pred.span_frames
+        assert 0 <= s <= e <= q.num_frames
+        assert sorted(pred.boxes) == list(range(s, e))
+        for box in pred.boxes.values():
+            assert 0 <= box[0] < box[2] <= q.width and 0 <= box[1] < box[3] <= q.height
+        assert pred.span_source in ("text", "relevance", "combined")
+
+
+def test_ground_rejects_empty_query(grounder, video):
+    with pytest.raises(ValueError, match="empty"):
+        grounder.ground(video, ["fine", ""])
+
+
+def test_predict_groups_by_video_and_turns_bad_input_into_errors(grounder, synth_dir, bad_videos):
+    queries = read_queries(synth_dir / "annotations.jsonl")[:3]
+    bad_path = str(next(iter(bad_videos.values())))
+    queries.append(GroundingQuery(qid="bad", video=bad_path, query="anything"))
+    queries.append(GroundingQuery(qid="empty", video=queries[0].video, query="  "))
+    preds = {p.qid: p for p in grounder.predict(queries, progress=False)}
+    assert set(preds) == {q.qid for q in queries}
+    assert preds["bad"].error and bad_path in preds["bad"].error
+    assert preds["empty"].error == "empty query text"
+    for q in queries[:3]:
+        assert preds[q.qid].error is None
+    with pytest.raises(VideoReadError):
+        grounder.ground(bad_path, ["x"])
+
+
+def test_save_and_load_predict_identically(tmp_path, grounder, video):
+    model = grounder.model
+    model.save_pretrained(tmp_path / "ckpt")
+    files = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert "model.safetensors" in files and "config.json" in files and "tokenizer.json" in files
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    reloaded = load_grounder("spacevllm_tiny", checkpoint=tmp_path / "ckpt")
+    for (k, va), vb in zip(model.state_dict().items(), reloaded.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    for a, b in zip(grounder.ground(video, QUERIES[:2]), reloaded.ground(video, QUERIES[:2])):
+        _assert_same(a, b, atol=0)
+
+
+def test_pickle_checkpoint_refused_unless_allowed(tmp_path, grounder):
+    ckpt = tmp_path / "pickled"
+    grounder.model.save_pretrained(ckpt)
+    state = {k: v.contiguous() for k, v in grounder.model.state_dict().items()}
+    (ckpt / "model.safetensors").unlink()
+    torch.save(state, ckpt / "pytorch_model.bin")  # a pickle file, as old checkpoints ship
+    with pytest.raises(UnsafeCheckpointError, match="pytorch_model.bin"):
+        SpaceVLLMForGrounding.from_pretrained(ckpt)
+    with pytest.raises(UnsafeCheckpointError):
+        load_grounder("spacevllm_tiny", checkpoint=ckpt)
+    allowed = SpaceVLLMForGrounding.from_pretrained(ckpt, allow_pickle=True)
+    assert torch.equal(allowed.st_query_embed.weight, grounder.model.st_query_embed.weight)
+
+
+def test_runtime_overrides_apply_to_checkpoint(tmp_path, grounder):
+    grounder.model.save_pretrained(tmp_path / "c")
+    g = load_grounder({"preset": "spacevllm_tiny", "num_frames": 4, "span_source": "relevance"}, checkpoint=tmp_path / "c")
+    assert g.num_frames == 4 and g.model.config.span_source == "relevance"
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["num_frames"] == 8
+
+
+def test_training_forward_lm_loss_on_answer_only_and_matches_inference(grounder, video):
+    model = build_tiny_model("spacevllm_tiny")
+    sampled = grounder.sample(video)
+    f = sampled.indices
+    boxes = {int(i): [10.0, 20.0, 60.0, 80.0] for i in f[2:6]}
+    inputs = model.prepare_inputs(sampled, "the red circle", "from 1.0 s to 2.0 s",
+                                  span_frames=(int(f[2]), int(f[5]) + 1), boxes=boxes)
+    assert isinstance(inputs, GroundingInputs)
+    assert inputs.in_span.tolist() == [False, False, True, True, True, True, False, False]
+    model.train()
+    out = model([inputs, inputs])
+    assert out.pred_boxes.shape == (2, 8, 4) and out.relevance_logits.shape == (2, 8)
+    n_answer = len("from 1.0 s to 2.0 s") + 1  # characters + eos
+    assert out.answer_logits[0].shape[0] == n_answer
+    assert torch.isfinite(out.loss) and set(out.losses) >= {"loss_l1", "loss_giou", "loss_relevance"}
+    out.loss.backward()
+    assert model.st_query_embed.weight.grad is not None and model.st_query_embed.weight.grad.abs().sum() > 0
+    assert model.space_decoder.box_head[0].weight.grad.abs().sum() > 0
+    # a changed answer changes the LM loss but not the decoder outputs (causal: answer comes last)
+    model.eval()
+    with torch.no_grad():
+        a = model(inputs)
+        b = model(model.prepare_inputs(sampled, "the red circle", "from 9.0 s to 9.5 s"))
+        prefix = model.encode_video(sampled)
+    assert not torch.isclose(a.loss_lm, b.loss_lm)
+    torch.testing.assert_close(a.pred_boxes, b.pred_boxes)
+    # the teacher-forced pass and the cached inference path see the same hidden states
+    pred = model.ground_prefix(prefix, "the red circle")
+    with torch.no_grad():
+        dec = model.space_decoder(prefix.visual_states[None], prefix.query_states[None],
+                                  _query_text_states(model, prefix, "the red circle")[None])
+    torch.testing.assert_close(a.pred_boxes, dec.boxes, atol=1e-5, rtol=1e-4)
+    assert pred.qid == ""
+
+
+def _query_text_states(model, prefix, query):
+    import copy
+
+    instr = model.processor.instruction(query)
+    n = instr.input_ids.shape[0]
+    pos = torch.arange(prefix.next_position, prefix.next_position + n)[None]
+    out = model.backbone.language_model(inputs_embeds=model.backbone.embed_text(instr.input_ids[None]),
+                                        position_ids=pos, cache=copy.deepcopy(prefix.cache), use_cache=True)
+    return out.last_hidden_state[0][instr.query_mask]
+
+
+def test_box_head_text_path_decodes(grounder, video):
+    model = build_tiny_model({"preset": "spacevllm_tiny", "box_head": "text", "max_new_tokens_text_boxes": 40})
+    sampled = grounder.sample(video)
+    pred = model.ground_prefix(model.encode_video(sampled), "the red circle", "q")
+    assert isinstance(pred.raw_text, str)
+    # random weights write no parseable boxes: the box dict is then empty, never decoder boxes
+    if not model.processor.parse_boxes(pred.raw_text, 8):
+        assert pred.boxes == {}
