@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         results, _samples = cli_evaluate_single(args)
     except SystemExit as exc:  # `--tasks list` and friends exit on purpose
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a message and exit status 1
+    except Exception as exc:  # every failure becomes a message and exit status 1
         cause = _root_cause(exc)
         if args.verbosity == "DEBUG":
             traceback.print_exception(cause)

@@ -336,7 +336,7 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
                 del out[name]  # left out of the mean, as evaluate() skips it
             else:
                 out[name] = _finite(row[key])
-    except Exception as exc:  # noqa: BLE001 - any failure must score 0 and be named, never abort the run
+    except Exception as exc:  # any failure must score 0 and be named, never abort the run
         out.update({name: 0.0 for name in names})
         out["error"] = 1.0
         out["failure"] = f"{type(exc).__name__}: {exc}"

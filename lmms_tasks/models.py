@@ -19,9 +19,8 @@ from typing import Any
 
 from lmms_eval.api.model import lmms
 
-from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
-
 from lmms_tasks.common import query_from_doc
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
 
 log = logging.getLogger("stvg.lmms")
 

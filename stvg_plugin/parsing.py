@@ -206,8 +206,8 @@ class ParsedAnswer:
         extra: dict[str, Any] = {}
         if self.flags:
             extra["parse_flags"] = list(self.flags)
-        if self.reason and not self.parse_failed:
-            extra["parse_note"] = self.reason
+        if self.reason:
+            extra["parse_reason"] = self.reason
         if self.points:
             extra["points"] = {str(k): list(v) for k, v in sorted(self.points.items())}
         return GroundingPrediction(

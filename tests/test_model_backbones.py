@@ -86,3 +86,16 @@ def test_large_preset_without_weights_is_a_clear_error():
         load_grounder("spacevllm_7b")
     with pytest.raises(ValueError, match="unknown model preset"):
         load_grounder("nope")
+
+
+def test_backbone_path_keeps_pretrained_weights(tmp_path):
+    """A base-VLM checkpoint folder (as transformers writes it) + fresh queries/decoder, weights untouched."""
+    src = build_tiny_model("spacevllm_tiny")
+    src.backbone.vlm.save_pretrained(tmp_path)
+    src.processor.tokenizer.save_pretrained(tmp_path)
+    src.processor.frame_processor.save_pretrained(tmp_path)
+    g = load_grounder({"preset": "spacevllm_tiny", "backbone_path": str(tmp_path), "dtype": "float32", "seed": 1})
+    expected = src.backbone.state_dict()
+    for k, v in g.model.backbone.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert not torch.equal(g.model.st_query_embed.weight, src.st_query_embed.weight)  # seed 1 vs 0

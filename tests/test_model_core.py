@@ -40,8 +40,12 @@ def _assert_same(a, b, atol=1e-6):
 def test_space_decoder_shapes_and_ranges():
     torch.manual_seed(0)
     dec = QueryGuidedSpaceDecoder(llm_dim=64, dim=32, heads=2, layers=2)
-    out = dec(torch.randn(2, 5, 4, 64) * 10, torch.randn(2, 5, 64) * 10, torch.randn(2, 7, 64),
-              text_pad=torch.tensor([[False] * 7, [False] * 3 + [True] * 4]))
+    out = dec(
+        torch.randn(2, 5, 4, 64) * 10,
+        torch.randn(2, 5, 64) * 10,
+        torch.randn(2, 7, 64),
+        text_pad=torch.tensor([[False] * 7, [False] * 3 + [True] * 4]),
+    )
     assert out.boxes.shape == (2, 5, 4) and out.relevance_logits.shape == (2, 5)
     assert torch.all((out.boxes > 0) & (out.boxes < 1))
     assert torch.isfinite(out.relevance_logits).all()
@@ -71,7 +75,10 @@ def test_ground_many_equals_one_by_one(grounder, video):
         (single,) = grounder.ground(video, [q], qids=[str(i)])
         _assert_same(many[i], single)
     # different queries really give different decoder outputs (the text reaches the boxes)
-    assert any(many[0].boxes.get(f) != many[1].boxes.get(f) for f in many[0].boxes) or many[0].span_frames != many[1].span_frames
+    assert (
+        any(many[0].boxes.get(f) != many[1].boxes.get(f) for f in many[0].boxes)
+        or many[0].span_frames != many[1].span_frames
+    )
 
 
 def test_prediction_is_well_formed(grounder, video, synth_dir):
@@ -138,7 +145,9 @@ def test_pickle_checkpoint_refused_unless_allowed(tmp_path, grounder):
 
 def test_runtime_overrides_apply_to_checkpoint(tmp_path, grounder):
     grounder.model.save_pretrained(tmp_path / "c")
-    g = load_grounder({"preset": "spacevllm_tiny", "num_frames": 4, "span_source": "relevance"}, checkpoint=tmp_path / "c")
+    g = load_grounder(
+        {"preset": "spacevllm_tiny", "num_frames": 4, "span_source": "relevance"}, checkpoint=tmp_path / "c"
+    )
     assert g.num_frames == 4 and g.model.config.span_source == "relevance"
     assert json.loads((tmp_path / "c" / "config.json").read_text())["num_frames"] == 8
 
@@ -148,8 +157,9 @@ def test_training_forward_lm_loss_on_answer_only_and_matches_inference(grounder,
     sampled = grounder.sample(video)
     f = sampled.indices
     boxes = {int(i): [10.0, 20.0, 60.0, 80.0] for i in f[2:6]}
-    inputs = model.prepare_inputs(sampled, "the red circle", "from 1.0 s to 2.0 s",
-                                  span_frames=(int(f[2]), int(f[5]) + 1), boxes=boxes)
+    inputs = model.prepare_inputs(
+        sampled, "the red circle", "from 1.0 s to 2.0 s", span_frames=(int(f[2]), int(f[5]) + 1), boxes=boxes
+    )
     assert isinstance(inputs, GroundingInputs)
     assert inputs.in_span.tolist() == [False, False, True, True, True, True, False, False]
     model.train()
@@ -172,8 +182,11 @@ def test_training_forward_lm_loss_on_answer_only_and_matches_inference(grounder,
     # the teacher-forced pass and the cached inference path see the same hidden states
     pred = model.ground_prefix(prefix, "the red circle")
     with torch.no_grad():
-        dec = model.space_decoder(prefix.visual_states[None], prefix.query_states[None],
-                                  _query_text_states(model, prefix, "the red circle")[None])
+        dec = model.space_decoder(
+            prefix.visual_states[None],
+            prefix.query_states[None],
+            _query_text_states(model, prefix, "the red circle")[None],
+        )
     torch.testing.assert_close(a.pred_boxes, dec.boxes, atol=1e-5, rtol=1e-4)
     assert pred.qid == ""
 
@@ -184,8 +197,12 @@ def _query_text_states(model, prefix, query):
     instr = model.processor.instruction(query)
     n = instr.input_ids.shape[0]
     pos = torch.arange(prefix.next_position, prefix.next_position + n)[None]
-    out = model.backbone.language_model(inputs_embeds=model.backbone.embed_text(instr.input_ids[None]),
-                                        position_ids=pos, cache=copy.deepcopy(prefix.cache), use_cache=True)
+    out = model.backbone.language_model(
+        inputs_embeds=model.backbone.embed_text(instr.input_ids[None]),
+        position_ids=pos,
+        cache=copy.deepcopy(prefix.cache),
+        use_cache=True,
+    )
     return out.last_hidden_state[0][instr.query_mask]
 
 

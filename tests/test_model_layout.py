@@ -109,8 +109,9 @@ def _geometry():
 def test_build_prediction_maps_text_seconds_to_original_frames():
     g = _geometry()
     boxes = np.tile([0.5, 0.5, 0.2, 0.4], (4, 1))
-    pred = build_prediction("q", "from 1.0 s to 2.5 s", g, span_source="text", decoder_boxes_cxcywh=boxes,
-                            relevance_logits=np.full(4, -5.0))
+    pred = build_prediction(
+        "q", "from 1.0 s to 2.5 s", g, span_source="text", decoder_boxes_cxcywh=boxes, relevance_logits=np.full(4, -5.0)
+    )
     assert pred.span_frames == (10, 26) and pred.span_source == "text" and not pred.parse_failed
     assert sorted(pred.boxes) == list(range(10, 26))
     assert pred.boxes[12] == pytest.approx([80.0, 30.0, 120.0, 70.0])  # cxcywh norm -> abs xyxy
@@ -121,19 +122,29 @@ def test_build_prediction_falls_back_and_never_raises():
     g = _geometry()
     boxes = np.tile([0.5, 0.5, 0.2, 0.4], (4, 1))
     logits = np.array([-3.0, 3.0, 3.0, -3.0])
-    pred = build_prediction("q", "no idea", g, span_source="combined", decoder_boxes_cxcywh=boxes, relevance_logits=logits)
+    pred = build_prediction(
+        "q", "no idea", g, span_source="combined", decoder_boxes_cxcywh=boxes, relevance_logits=logits
+    )
     assert pred.span_source == "relevance" and pred.span_s == pytest.approx((1.0, 3.0))
     assert pred.span_frames == (10, 31)
-    failed = build_prediction("q", "???", g, span_source="text", decoder_boxes_cxcywh=boxes,
-                              relevance_logits=np.full(4, -3.0))
+    failed = build_prediction(
+        "q", "???", g, span_source="text", decoder_boxes_cxcywh=boxes, relevance_logits=np.full(4, -3.0)
+    )
     assert failed.parse_failed and failed.span_frames is None and failed.boxes == {} and failed.raw_text == "???"
 
 
 def test_build_prediction_text_boxes_replace_decoder_boxes():
     g = _geometry()
     text_boxes = {1: [0.0, 0.0, 0.5, 0.5], 2: [0.5, 0.5, 1.0, 1.0]}
-    pred = build_prediction("q", "from 1.5 s to 2.5 s", g, span_source="text", decoder_boxes_cxcywh=None,
-                            relevance_logits=None, text_boxes_xyxy=text_boxes)
+    pred = build_prediction(
+        "q",
+        "from 1.5 s to 2.5 s",
+        g,
+        span_source="text",
+        decoder_boxes_cxcywh=None,
+        relevance_logits=None,
+        text_boxes_xyxy=text_boxes,
+    )
     assert pred.boxes[15] == pytest.approx([0, 0, 100, 50])
     assert pred.boxes[25] == pytest.approx([100, 50, 200, 100])
     assert pred.boxes[20] == pytest.approx([50, 25, 150, 75])

@@ -224,6 +224,7 @@ def test_to_prediction_keeps_raw_text_and_flags():
     failed = parse("no idea").to_prediction("q1")
     assert isinstance(failed, GroundingPrediction)
     assert failed.parse_failed and failed.raw_text == "no idea" and failed.span_frames is None
+    assert failed.extra["parse_reason"] == "no time span or box found"
     ok = parse("from 2 to 4 s Frame 2: [0.1, 0.1, 0.2, 0.2]", coord_hint="one_based", **LISTED).to_prediction("q2")
     d = ok.to_json()
     assert d["span_frames"] == [20, 41] and d["span_s"] == [2.0, 4.0] and list(d["boxes"]) == ["25"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -84,8 +85,6 @@ def test_cached_prefix_gives_same_logits_as_full_pass(tiny_ckpt: Path, queries: 
         full = grounder.model(input_ids=ids, mm_token_type_ids=mm, pixel_values=prefix.pixel_values,
                               image_grid_thw=prefix.image_grid_thw).logits[0, -1]
         grounder.model.model.rope_deltas = prefix.rope_deltas
-        import copy
-
         step = grounder.model(input_ids=suffix, cache=copy.deepcopy(prefix.cache), mm_token_type_ids=mm,
                               image_grid_thw=prefix.image_grid_thw).logits[0, -1]
     torch.testing.assert_close(step, full, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,8 @@ sorted array keyed by ``(query, frame)`` so every lookup is a single ``np.search
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import chain
+from itertools import chain, repeat
+from operator import is_not
 
 import numpy as np
 
@@ -68,16 +69,14 @@ def gather_boxes(
         starts = np.concatenate([[0], cuts]).tolist()
         ends = np.concatenate([cuts, [n]]).tolist()
         group_q = qidx[starts].tolist()
-        frame_list = frames.tolist()
-        shifts = frame_shift.tolist() if frame_shift is not None else None
+        keys = (frames - frame_shift[qidx] if frame_shift is not None else frames).tolist()
         for q, lo, hi in zip(group_q, starts, ends):
             d = dicts[q]
-            if not d:
-                values.extend([_ABSENT] * (hi - lo))
-                continue
-            get, s = d.get, (shifts[q] if shifts is not None else 0)
-            values.extend([get(f - s, _ABSENT) for f in frame_list[lo:hi]])
-    found = np.fromiter((v is not _ABSENT for v in values), dtype=bool, count=n)
+            if d:
+                values.extend(map(d.get, keys[lo:hi], repeat(_ABSENT, hi - lo)))
+            else:
+                values.extend(repeat(_ABSENT, hi - lo))
+    found = np.fromiter(map(is_not, values, repeat(_ABSENT, n)), dtype=bool, count=n)
     boxes = _stack_boxes(values, sanitize=True, stats=None) if n else np.zeros((0, 4))
     if sanitize and found.any():
         clean, valid = sanitize_box_array(boxes[found], stats)

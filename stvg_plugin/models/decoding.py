@@ -37,7 +37,9 @@ class VideoGeometry:
 
     @property
     def duration_s(self) -> float:
-        return self.num_frames / self.fps if self.fps > 0 else float(self.timestamps[-1]) if len(self.timestamps) else 0.0
+        return (
+            self.num_frames / self.fps if self.fps > 0 else float(self.timestamps[-1]) if len(self.timestamps) else 0.0
+        )
 
 
 def relevance_span(
@@ -132,7 +134,10 @@ def build_prediction(
     if text_span is not None and geometry.duration_s > 0:
         text_span = (min(max(text_span[0], 0.0), geometry.duration_s), min(max(text_span[1], 0.0), geometry.duration_s))
     span_s, used = choose_span(text_span, rel_span, span_source)
-    extra: dict = {"text_span_s": list(text_span) if text_span else None, "relevance_span_s": list(rel_span) if rel_span else None}
+    extra: dict = {
+        "text_span_s": list(text_span) if text_span else None,
+        "relevance_span_s": list(rel_span) if rel_span else None,
+    }
     if span_s is None:
         return GroundingPrediction(qid=qid, raw_text=text, parse_failed=True, extra=extra)
     fps = geometry.fps if geometry.fps > 0 else 1.0
@@ -144,10 +149,14 @@ def build_prediction(
     else:
         frames = np.asarray(geometry.indices)
         norm = box_ops.cxcywh_to_xyxy(np.asarray(decoder_boxes_cxcywh, dtype=np.float64).reshape(-1, 4))
-    boxes = fill_span_boxes(span, frames, box_ops.scale_boxes(norm, geometry.width, geometry.height),
-                            geometry.width, geometry.height)
-    confidence = float(probs[(geometry.timestamps >= span_s[0]) & (geometry.timestamps <= span_s[1])].mean()) \
-        if probs is not None and np.any((geometry.timestamps >= span_s[0]) & (geometry.timestamps <= span_s[1])) else None
+    boxes = fill_span_boxes(
+        span, frames, box_ops.scale_boxes(norm, geometry.width, geometry.height), geometry.width, geometry.height
+    )
+    confidence = (
+        float(probs[(geometry.timestamps >= span_s[0]) & (geometry.timestamps <= span_s[1])].mean())
+        if probs is not None and np.any((geometry.timestamps >= span_s[0]) & (geometry.timestamps <= span_s[1]))
+        else None
+    )
     return GroundingPrediction(
         qid=qid,
         span_frames=(span.start, span.end),

@@ -31,7 +31,7 @@ def _meta_pixels(model: Any, num_frames: int) -> dict[str, torch.Tensor]:
     cfg = model.backbone.vlm.config
     if model.config.backbone == "qwen2_5_vl":
         vc = cfg.vision_config
-        h, w = (model.config.frame_size or [336, 336])
+        h, w = model.config.frame_size or [336, 336]
         gh, gw = h // vc.patch_size, w // vc.patch_size
         per_frame = gh * gw
         dim = vc.in_channels * vc.temporal_patch_size * vc.patch_size**2
@@ -76,8 +76,9 @@ def count_grounding_flops(
     base_len = num_frames * (p + text_tokens_per_frame) + instruction_tokens
 
     def run_lm(length: int) -> None:
-        lm(inputs_embeds=torch.empty(1, length, d, device="meta"),
-           use_cache=True)  # a cache skips the data-dependent packed-sequence check
+        lm(
+            inputs_embeds=torch.empty(1, length, d, device="meta"), use_cache=True
+        )  # a cache skips the data-dependent packed-sequence check
 
     lm_base = _flops(lambda: run_lm(base_len))
     lm_with_queries = _flops(lambda: run_lm(base_len + num_frames))

@@ -78,7 +78,9 @@ class Grounder:
         finally:
             bar.close()
 
-    def _predict_video(self, group: list[GroundingQuery], sampled: SampledVideo | VideoReadError) -> Iterator[GroundingPrediction]:
+    def _predict_video(
+        self, group: list[GroundingQuery], sampled: SampledVideo | VideoReadError
+    ) -> Iterator[GroundingPrediction]:
         if isinstance(sampled, VideoReadError):
             log.warning("skipping %d queries: %s", len(group), sampled)
             for q in group:
@@ -114,7 +116,8 @@ def load_grounder(
     if checkpoint is not None:
         dtype = spec.get("dtype")
         model = SpaceVLLMForGrounding.from_pretrained(
-            checkpoint, allow_pickle=bool(spec.get("allow_pickle", False)),
+            checkpoint,
+            allow_pickle=bool(spec.get("allow_pickle", False)),
             dtype=getattr(torch, dtype) if dtype else None,
         )
         for key in RUNTIME_KEYS:

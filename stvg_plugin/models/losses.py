@@ -36,9 +36,7 @@ def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torc
     return iou - (hull - union) / (hull + eps)
 
 
-def box_losses(
-    pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor, in_span: torch.Tensor
-) -> dict[str, torch.Tensor]:
+def box_losses(pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor, in_span: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean L1 and ``1 - GIoU`` over frames with ``in_span`` True (normalised cxcywh, ``[..., T, 4]``).
 
     With no frame in span both losses are an exact zero that still carries a graph (so a trainer can

@@ -165,8 +165,12 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         hidden = out.last_hidden_state[0]
         info = sampled.info
         geometry = VideoGeometry(
-            indices=np.asarray(sampled.indices), timestamps=timestamps, fps=float(info.fps),
-            num_frames=int(info.num_frames), width=int(info.width), height=int(info.height),
+            indices=np.asarray(sampled.indices),
+            timestamps=timestamps,
+            fps=float(info.fps),
+            num_frames=int(info.num_frames),
+            width=int(info.width),
+            height=int(info.height),
         )
         return VideoPrefix(
             cache=out.cache,
@@ -253,8 +257,12 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         proc = self._require_processor()
         info = sampled.info
         geometry = VideoGeometry(
-            indices=np.asarray(sampled.indices), timestamps=np.asarray(sampled.timestamps, dtype=np.float64),
-            fps=float(info.fps), num_frames=int(info.num_frames), width=int(info.width), height=int(info.height),
+            indices=np.asarray(sampled.indices),
+            timestamps=np.asarray(sampled.timestamps, dtype=np.float64),
+            fps=float(info.fps),
+            num_frames=int(info.num_frames),
+            width=int(info.width),
+            height=int(info.height),
         )
         inputs = GroundingInputs(
             pixel_inputs=self.backbone.preprocess_frames(proc.frame_processor, sampled.frames),
@@ -287,7 +295,9 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         examples = [inputs] if isinstance(inputs, GroundingInputs) else list(inputs)
         lm_losses, boxes, logits, answer_logits = [], [], [], []
         for ex in examples:
-            embeds, prefix_pos, next_position, layout, projected = self._prefix_embeddings(ex.pixel_inputs, ex.timestamps)
+            embeds, prefix_pos, next_position, layout, projected = self._prefix_embeddings(
+                ex.pixel_inputs, ex.timestamps
+            )
             device = embeds.device
             tail = ex.instruction.input_ids.to(device)
             n_instr = tail.shape[0]
@@ -331,8 +341,12 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         if losses:
             total = losses["loss"] if total is None else total + losses["loss"]
         return SpaceVLLMOutput(
-            loss=total, loss_lm=loss_lm, losses=losses or None, pred_boxes=pred_boxes,
-            relevance_logits=relevance_logits, answer_logits=answer_logits or None,
+            loss=total,
+            loss_lm=loss_lm,
+            losses=losses or None,
+            pred_boxes=pred_boxes,
+            relevance_logits=relevance_logits,
+            answer_logits=answer_logits or None,
         )
 
     # ------------------------------------------------------------------ save / load

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from stvg_plugin.data import StvgError
 from stvg_plugin.models.backbones import get_backbone
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
@@ -27,18 +26,43 @@ from stvg_plugin.models.tokenizer import build_char_tokenizer
 
 _CHATML_PREFIX = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 _QWEN_FRAME = {"frame_template": "Frame {index} at {time:.2f} s: <|vision_start|>", "frame_suffix": "<|vision_end|>\n"}
-_TINY = {"size": "tiny", "num_frames": 8, "max_frames": 16, "frame_size": [32, 32], "decoder_dim": 32,
-         "decoder_heads": 2, "decoder_layers": 1, "decoder_mlp_ratio": 2, "max_new_tokens": 24,
-         "max_new_tokens_text_boxes": 400, "seed": 0}
-_LARGE = {"size": "7b", "num_frames": 64, "max_frames": 64, "decoder_dim": 256, "decoder_heads": 8,
-          "decoder_layers": 2, "decoder_mlp_ratio": 2, "max_new_tokens": 32, "prompt_prefix": _CHATML_PREFIX,
-          "dtype": "bfloat16"}
+_TINY = {
+    "size": "tiny",
+    "num_frames": 8,
+    "max_frames": 16,
+    "frame_size": [32, 32],
+    "decoder_dim": 32,
+    "decoder_heads": 2,
+    "decoder_layers": 1,
+    "decoder_mlp_ratio": 2,
+    "max_new_tokens": 24,
+    "max_new_tokens_text_boxes": 400,
+    "seed": 0,
+}
+_LARGE = {
+    "size": "7b",
+    "num_frames": 64,
+    "max_frames": 64,
+    "decoder_dim": 256,
+    "decoder_heads": 8,
+    "decoder_layers": 2,
+    "decoder_mlp_ratio": 2,
+    "max_new_tokens": 32,
+    "prompt_prefix": _CHATML_PREFIX,
+    "dtype": "bfloat16",
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "spacevllm_tiny": {"backbone": "llava_onevision", **_TINY},
     "spacevllm_qwen25vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
     "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384]},
-    "spacevllm_qwen25vl_7b": {"backbone": "qwen2_5_vl", **_LARGE, **_QWEN_FRAME, "num_frames": 32, "frame_size": [336, 336]},
+    "spacevllm_qwen25vl_7b": {
+        "backbone": "qwen2_5_vl",
+        **_LARGE,
+        **_QWEN_FRAME,
+        "num_frames": 32,
+        "frame_size": [336, 336],
+    },
 }
 
 # keys of a spec that are about building/loading, not SpaceVLLMConfig fields
@@ -67,7 +91,9 @@ def _config_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in _BUILD_KEYS}
 
 
-def build_config(spec: Mapping[str, Any], vocab_size: int | None = None, special_ids: dict | None = None) -> SpaceVLLMConfig:
+def build_config(
+    spec: Mapping[str, Any], vocab_size: int | None = None, special_ids: dict | None = None
+) -> SpaceVLLMConfig:
     adapter = get_backbone(spec["backbone"])
     if spec.get("backbone_path"):
         vlm_config = AutoConfig.from_pretrained(

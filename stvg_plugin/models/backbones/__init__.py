@@ -19,4 +19,13 @@ def get_backbone(name: str) -> type[BackboneAdapter]:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
 
 
-__all__ = ["BACKBONES", "BackboneAdapter", "LlavaOnevisionAdapter", "Qwen25VLAdapter", "get_backbone", "TEXT", "VISUAL", "QUERY"]
+__all__ = [
+    "BACKBONES",
+    "BackboneAdapter",
+    "LlavaOnevisionAdapter",
+    "Qwen25VLAdapter",
+    "get_backbone",
+    "TEXT",
+    "VISUAL",
+    "QUERY",
+]

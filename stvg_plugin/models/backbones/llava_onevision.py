@@ -30,13 +30,27 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         """SigLIP 32x32 px / patch 8 / width 32 + Qwen2 width 64, 2 layers: ~0.12 M parameters."""
         return LlavaOnevisionConfig(
             vision_config=dict(
-                model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, image_size=32, patch_size=8, vision_use_head=False,
+                model_type="siglip_vision_model",
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+                vision_use_head=False,
             ),
             text_config=dict(
-                model_type="qwen2", vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                eos_token_id=special_ids["eos"], pad_token_id=special_ids["pad"], bos_token_id=None,
+                model_type="qwen2",
+                vocab_size=vocab_size,
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=4096,
+                eos_token_id=special_ids["eos"],
+                pad_token_id=special_ids["pad"],
+                bos_token_id=None,
             ),
             image_token_index=special_ids["image"],
             video_token_index=special_ids["video"],
@@ -50,14 +64,28 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         """LLaVA-Video-7B-Qwen2 dimensions: SigLIP-so400m/14 @384 + Qwen2-7B (hidden 3584, 28 layers)."""
         return LlavaOnevisionConfig(
             vision_config=dict(
-                model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
-                num_attention_heads=16, image_size=384, patch_size=14, vision_use_head=False,
+                model_type="siglip_vision_model",
+                hidden_size=1152,
+                intermediate_size=4304,
+                num_hidden_layers=26,
+                num_attention_heads=16,
+                image_size=384,
+                patch_size=14,
+                vision_use_head=False,
             ),
             text_config=dict(
-                model_type="qwen2", vocab_size=152128, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+                model_type="qwen2",
+                vocab_size=152128,
+                hidden_size=3584,
+                intermediate_size=18944,
+                num_hidden_layers=28,
+                num_attention_heads=28,
+                num_key_value_heads=4,
+                max_position_embeddings=32768,
                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-                eos_token_id=151645, pad_token_id=151643, bos_token_id=151643,
+                eos_token_id=151645,
+                pad_token_id=151643,
+                bos_token_id=151643,
             ),
             image_token_index=151646,
             video_token_index=151647,
@@ -70,7 +98,9 @@ class LlavaOnevisionAdapter(BackboneAdapter):
     def build_frame_processor(frame_size: tuple[int, int]) -> SiglipImageProcessorPil:
         """Resize to the square SigLIP input and normalise with mean = std = 0.5 (SigLIP's)."""
         h, w = frame_size
-        return SiglipImageProcessorPil(size={"height": int(h), "width": int(w)}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        return SiglipImageProcessorPil(
+            size={"height": int(h), "width": int(w)}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
 
     @staticmethod
     def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> SiglipImageProcessorPil:

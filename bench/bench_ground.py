@@ -1,0 +1,135 @@
+"""Encode once, ground many: 8 queries on one video vs 8 independent calls (tiny model, CPU).
+
+Rows:
+
+* ``encode_once_8_queries``: ``Grounder.ground(video, 8 queries)`` (decode + encode the video once,
+  each query against a copy of the cached prefix) vs 8 calls ``Grounder.ground(video, [q])`` (each
+  decodes and encodes the video again). Same file, medians of repeats, one process. Target >= 4x.
+  The predictions of both paths are checked equal before timing.
+* ``flops_share_7b``: FLOPs of our additions (query tokens + space decoder) over the LLaVA-Video-7B
+  backbone forward for 64 frames, counted on the meta device (:mod:`stvg_plugin.models.flops`).
+  ``ratio`` is the share; target <= 0.05 (met when the share is at most the target).
+
+The tiny model's per-query cost is its greedy decoding (~24 steps of a 2-layer LM), which is
+overhead-bound on CPU; at 7B the prefix (64 x ~200 tokens) dwarfs a ~60-token query and the ratio
+approaches the query count. ``details`` carries the per-part times.
+
+Run ``python bench/bench_ground.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from stvg_plugin.data import read_queries
+from stvg_plugin.models import load_grounder
+from stvg_plugin.models.flops import count_grounding_flops
+from stvg_plugin.synth import generate_synthetic
+
+QUERIES = [
+    "the red circle",
+    "the blue square moving left",
+    "the small green triangle",
+    "the yellow star near the top",
+    "a purple shape that stops",
+    "the object entering from the right",
+    "the largest orange square",
+    "the cyan circle after it turns",
+]
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _encode_once_row(quick: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        ann = generate_synthetic(tmp, num_videos=1, seed=0, duration_s=(8.0, 8.0), write_hcstvg_json=False)
+        video = read_queries(ann)[0].video
+        grounder = load_grounder("spacevllm_tiny")
+        many = grounder.ground(video, QUERIES)
+        singles = [grounder.ground(video, [q], qids=[str(i)])[0] for i, q in enumerate(QUERIES)]
+        for a, b in zip(many, singles):
+            assert a.span_frames == b.span_frames and a.raw_text == b.raw_text
+            for f in a.boxes:
+                assert np.allclose(a.boxes[f], b.boxes[f], atol=1e-6, rtol=0)
+        repeats = 2 if quick else 5
+        t_once = _median_time(lambda: grounder.ground(video, QUERIES), repeats)
+        t_indep = _median_time(lambda: [grounder.ground(video, [q]) for q in QUERIES], repeats)
+        sampled = grounder.sample(video)
+        t_decode = _median_time(lambda: grounder.sample(video), repeats)
+        t_encode = _median_time(lambda: grounder.model.encode_video(sampled), repeats)
+        prefix = grounder.model.encode_video(sampled)
+        t_query = _median_time(lambda: grounder.model.ground_prefix(prefix, QUERIES[0]), repeats)
+    ratio = t_indep / t_once
+    return {
+        "name": "encode_once_8_queries",
+        "ratio": round(ratio, 2),
+        "target": 4.0,
+        "met": ratio >= 4.0,
+        "details": {
+            "encode_once_s": round(t_once, 4),
+            "independent_s": round(t_indep, 4),
+            "video_decode_s": round(t_decode, 4),
+            "prefix_encode_s": round(t_encode, 4),
+            "per_query_s": round(t_query, 4),
+            "prefix_tokens": prefix.length,
+            "num_frames": len(sampled),
+            "model": "spacevllm_tiny (cpu)",
+        },
+    }
+
+
+def _flops_row() -> dict:
+    r = count_grounding_flops("spacevllm_7b", num_frames=64)
+    return {
+        "name": "flops_share_7b",
+        "ratio": round(r["share"], 5),
+        "target": 0.05,
+        "met": r["share"] <= 0.05,
+        "details": {k: (f"{v:.3e}" if isinstance(v, float) and k != "share" else v) for k, v in r.items()},
+    }
+
+
+def _estimated_7b_ratio(r: dict, instruction_tokens: int = 40, new_tokens: int = 32, queries: int = 8) -> float:
+    """FLOP-based encode-once speed-up at 7B: prefix E once vs per query (instruction + generated tokens)."""
+    base_len = r["num_frames"] * (r["visual_tokens_per_frame"] + 12) + instruction_tokens
+    per_query = r["llm_flops"] / base_len * (instruction_tokens + new_tokens) + r["decoder_flops"]
+    encode = r["backbone_flops"] + r["query_token_flops"]
+    return queries * (encode + per_query) / (encode + queries * per_query)
+
+
+def run(quick: bool = False) -> list[dict]:
+    once, flops = _encode_once_row(quick), _flops_row()
+    r = count_grounding_flops("spacevllm_7b", num_frames=64)
+    once["details"]["estimated_7b_ratio_from_flops"] = round(_estimated_7b_ratio(r), 2)
+    return [once, flops]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args(argv)
+    for row in run(quick=args.quick):
+        mark = "ok " if row["met"] else "MISS"
+        print(f"[{mark}] {row['name']}: {row['ratio']} (target {row['target']})  {row['details']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
