@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 
+import fo_fixtures
 import pytest
-from fo_fixtures import PLUGIN_URI, fo_env, gt_digest, synth_ds, unique_name  # noqa: F401
+from fo_fixtures import PLUGIN_URI, gt_digest, unique_name
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, read_queries
 
 pytestmark = pytest.mark.slow
+fo_env = fo_fixtures.fo_env
+synth_ds = fo_fixtures.synth_ds
 
 
 def run_op(name: str, ds=None, view=None, **params):
@@ -67,12 +70,12 @@ def grounded(fo_env, synth_dir):
 
 def test_plugin_registers_every_operator(fo_env):
     import fiftyone.operators as foo
-    import fiftyone.plugins as fop
+    from fiftyone.plugins.context import build_plugin_contexts
 
     uris = {op.uri for op in foo.list_operators()}
     for name in ("import_benchmark", "ground_videos", "evaluate_grounding", "import_lmms_eval_results"):
         assert f"{PLUGIN_URI}/{name}" in uris
-    ctx = [c for c in fop.build_plugin_contexts() if c.name == PLUGIN_URI]
+    ctx = [c for c in build_plugin_contexts() if c.name == PLUGIN_URI]
     assert ctx and not ctx[0].errors, ctx[0].errors if ctx else "plugin not found"
 
 
@@ -225,12 +228,11 @@ def test_undecodable_video_is_skipped_with_its_error(fo_env, synth_dir, bad_vide
 
 
 def test_delegated_run(fo_env, synth_ds, direct_preds):
+    import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
     from fiftyone.operators.executor import ExecutionRunState
 
     from fiftyone_plugin.labels import predictions_from_view
-
-    import fiftyone.operators as foo
 
     view = synth_ds.limit(2)
     res = foo.execute_operator(

@@ -50,7 +50,8 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
 
     queries = load_queries_from_cfg(cfg)
     checkpoint = require_path(cfg, "checkpoint", kind="dir") if cfg.get("checkpoint") else None
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    # null in a model config means "the preset's value": drop it rather than override with None
+    model_cfg = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if v is not None}
     if cfg.get("num_frames"):
         model_cfg["num_frames"] = int(cfg.num_frames)
 

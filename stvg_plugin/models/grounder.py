@@ -112,6 +112,8 @@ def load_grounder(
     * no checkpoint, spec with ``backbone_path``: pretrained base VLM + fresh queries/decoder.
     * no checkpoint, tiny preset: the seeded random model (works with nothing downloaded).
     """
+    if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "prompted":
+        return _load_prompted(model_cfg, checkpoint, device)
     spec = resolve_spec(model_cfg)
     if checkpoint is not None:
         dtype = spec.get("dtype")
@@ -134,3 +136,17 @@ def load_grounder(
         )
     model.to(device)
     return Grounder(model, video_backend=spec.get("video_backend", "auto"))
+
+
+_PROMPTED_KEYS = ("num_frames", "sample_fps", "max_frames", "frame_size", "max_pixels", "max_new_tokens", "style")
+
+
+def _load_prompted(spec: Mapping[str, Any], checkpoint: str | Path | None, device: str | torch.device):
+    """``{"type": "prompted", "path": DIR, ...}``: an off-the-shelf VLM through the prompted backend."""
+    from stvg_plugin.models.prompted import PromptedGrounder
+
+    path = checkpoint or spec.get("path")
+    if not path:
+        raise StvgError("a prompted model needs a local checkpoint folder: pass checkpoint=PATH (or model.path=PATH)")
+    kwargs = {k: spec[k] for k in _PROMPTED_KEYS if spec.get(k) is not None}
+    return PromptedGrounder.from_pretrained(path, device=str(device), dtype=spec.get("dtype") or "auto", **kwargs)
