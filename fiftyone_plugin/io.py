@@ -27,6 +27,7 @@ from .labels import (
     check_name,
     check_pred_vs_gt,
     gt_sample,
+    prediction_frame_docs,
     prediction_labels,
     predictions_from_view,
     queries_from_view,
@@ -269,24 +270,31 @@ def _clear(ds: fo.Dataset, ids: Sequence[str], pf: PredFields) -> None:
 def write_predictions(ds: fo.Dataset, pf: PredFields, items: Sequence[tuple[str, Any, list[GroundingPrediction]]]) -> None:
     """Write ``[(sample_id, metadata, predictions)]`` in one batch: frames first, ``<p>_meta`` last.
 
-    A crash between the two leaves ``<p>_meta`` unset, so the sample counts as not done and is
-    cleared and redone by the next run.
+    Frame boxes go in as plain documents (:func:`labels.prediction_frame_docs`, checked there) with
+    ``validate=False``; that is most of the speed-up measured in bench/bench_fiftyone.py. A crash
+    between the writes leaves ``<p>_meta`` unset, so the sample is not done and is redone next run.
     """
-    frames: dict[str, dict[int, fo.Detections]] = {}
+    frames: dict[str, dict[int, dict]] = {}
     fields: dict[str, dict[str, Any]] = {k: {} for k in ("span", "spans", "confidence", "error", "meta")}
     for sid, meta, preds in items:
         w, h = float(meta.frame_width), float(meta.frame_height)
-        values, frame_labels = prediction_labels(
-            preds, w, h, float(meta.frame_rate or 0), int(meta.total_frame_count or 0) or None
-        )
-        if frame_labels:
-            frames[sid] = frame_labels
+        n = int(meta.total_frame_count or 0) or None
+        values, _ = prediction_labels([_no_boxes(p) for p in preds], w, h, float(meta.frame_rate or 0), n)
+        frame_docs = prediction_frame_docs(preds, w, h)
+        if frame_docs:
+            frames[sid] = frame_docs
         for k in fields:
             fields[k][sid] = values[k]
     if frames:
-        ds.set_values(f"frames.{pf.frames}", frames, key_field="id")
+        ds.set_values(f"frames.{pf.frames}", frames, key_field="id", validate=False)
     for k in ("span", "spans", "confidence", "error", "meta"):
         ds.set_values(getattr(pf, k), fields[k], key_field="id")
+
+
+def _no_boxes(p: GroundingPrediction) -> GroundingPrediction:
+    from dataclasses import replace
+
+    return replace(p, boxes={})
 
 
 def iter_ground(
@@ -386,7 +394,7 @@ def iter_ground(
 def _record_run(ds: fo.Dataset, pred_field: str, model: str, checkpoint: str | None, result: dict) -> None:
     info = _info(ds)
     runs = dict(info.get("runs") or {})
-    runs[pred_field] = {"model": model, "checkpoint": checkpoint, **{k: v for k, v in result.items() if k != "errors"}}
+    runs[pred_field] = {"model": model, "checkpoint": checkpoint, **result, "errors": result["errors"][:20]}
     info["runs"] = runs
     _save_info(ds, info)
 
@@ -551,9 +559,15 @@ def read_lmms_samples(path: str | os.PathLike) -> list[GroundingPrediction]:
     return list(read_samples(path))
 
 
-def import_lmms_eval_results(
+def import_lmms_eval_results(view, samples_path: str | os.PathLike, run_name: str, **kw: Any) -> dict:
+    """Attach an lmms-eval run's predictions (joined on ``qid``) as run ``run_name``; optionally evaluate
+    it (eval key = ``run_name``) and write ``delta_vIoU_<run_name>_<compare_to>`` (see :func:`attach_predictions`)."""
+    return attach_predictions(view, read_lmms_samples(samples_path), run_name, **kw)
+
+
+def attach_predictions(
     view,
-    samples_path: str | os.PathLike,
+    predictions: Iterable[GroundingPrediction],
     run_name: str,
     *,
     gt_field: str = "gt",
@@ -563,12 +577,13 @@ def import_lmms_eval_results(
     tiou_thresh: float = 0.5,
     viou_thresh: float = 0.3,
 ) -> dict:
-    """Attach an lmms-eval run's predictions (joined on ``qid``) as run ``run_name``; optionally evaluate
-    it (eval key = ``run_name``) and write ``delta_vIoU_<run_name>_<compare_to>``."""
+    """Attach predictions made elsewhere (``stvg predict``, lmms-eval, another tool) as run ``run_name``,
+    joined on ``qid``; unknown and duplicate qids are counted, never written. Optionally evaluate the run
+    (eval key = ``run_name``) and write ``delta_vIoU_<run_name>_<compare_to>``."""
     pf, g = _check_writable(view, run_name, gt_field)
     if compare_to is not None:
         check_name(compare_to, "run to compare to")
-    preds = read_lmms_samples(samples_path)
+    preds = list(predictions)
     ds = view._dataset
     ids, qids, metas = view.values(["id", "qids", "metadata"])
     owner = {q: sid for sid, qs in zip(ids, qids) for q in qs or []}

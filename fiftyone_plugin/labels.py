@@ -400,6 +400,47 @@ def prediction_labels(
     return values, {fn: fo.Detections(detections=d) for fn, d in frames.items()}
 
 
+_DOC_TEMPLATES: dict[str, dict] = {}
+
+
+def _template(kind: str) -> dict:
+    """The stored form of an empty label, taken from FiftyOne itself (so it follows FiftyOne's format)."""
+    if kind not in _DOC_TEMPLATES:
+        label = fo.Detections() if kind == "Detections" else fo.Detection(label=TARGET, bounding_box=[0, 0, 0, 0])
+        doc = label.to_mongo().to_dict()
+        doc.pop("_id", None)
+        _DOC_TEMPLATES[kind] = doc
+    return _DOC_TEMPLATES[kind]
+
+
+def prediction_frame_docs(
+    preds: Sequence[GroundingPrediction], width: float, height: float
+) -> dict[int, dict[str, Any]]:
+    """``{frame_number: stored Detections document}``: the same content as :func:`prediction_labels`'s frames,
+    built as plain documents (~20x cheaper than validated ``fo.Detection`` objects; for bulk writes with
+    ``set_values(..., validate=False)``). Values are checked here instead: finite numbers, 4 per box.
+    """
+    from bson import ObjectId
+
+    det_t, dets_t = _template("Detection"), _template("Detections")
+    frames: dict[int, list[dict]] = {}
+    for p in preds:
+        if not p.boxes:
+            continue
+        inst = {"_id": ObjectId(), "_cls": "Instance"}
+        conf = float(p.confidence) if p.confidence is not None else None
+        for f, box in p.boxes.items():
+            if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
+                raise StvgError(f"prediction {p.qid}: frame {f} has an invalid box {box!r}")
+            rel = to_relative(box, width, height)
+            d = dict(det_t, _id=ObjectId(), bounding_box=rel, confidence=conf, instance=inst, qid=p.qid)
+            d["tags"] = []
+            if to_absolute(rel, width, height) != [float(v) for v in box]:
+                d["abs_box"] = [float(v) for v in box]
+            frames.setdefault(int(f) + 1, []).append(d)
+    return {fn: dict(dets_t, _id=ObjectId(), detections=ds) for fn, ds in frames.items()}
+
+
 def predictions_from_view(view, pred: str) -> list[GroundingPrediction]:
     """Rebuild the predictions of run ``pred`` (exact spans from ``<p>_meta``, boxes from ``frames.<p>``)."""
     p = PredFields(pred)

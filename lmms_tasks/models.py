@@ -130,7 +130,7 @@ class StvgPrompted(_StvgGrounderModel):
     """
 
     GROUNDER_KEYS = ("num_frames", "sample_fps", "max_frames", "max_pixels", "max_new_tokens", "reuse_video_cache",
-                     "num_workers", "dtype")
+                     "num_workers", "dtype", "allow_pickle")
 
     def __init__(self, pretrained: str, **kwargs: Any) -> None:
         from stvg_plugin.models.prompted import PromptedGrounder

@@ -42,3 +42,25 @@ def find_samples(output_path: str | os.PathLike, task: str) -> list[Path]:
 def samples_to_predictions(samples_path: str | os.PathLike, predictions_path: str | os.PathLike) -> int:
     """Write a samples file as a predictions JSONL that ``stvg evaluate`` reads; returns the count."""
     return write_jsonl(predictions_path, read_samples(samples_path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lmms_tasks.results OUTPUT_PATH TASK PREDICTIONS``: newest samples file -> predictions JSONL."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("output_path", help="the lmms-eval --output_path of the run")
+    parser.add_argument("task", help="task name, e.g. stvg_synthetic")
+    parser.add_argument("predictions", help="predictions JSONL to write")
+    args = parser.parse_args(argv)
+    found = find_samples(args.output_path, args.task)
+    if not found:
+        print(f"no *_samples_{args.task}.jsonl under {args.output_path} (was --log_samples given?)")
+        return 1
+    n = samples_to_predictions(found[-1], args.predictions)
+    print(f"wrote {n} predictions from {found[-1]} to {args.predictions}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

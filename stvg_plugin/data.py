@@ -103,11 +103,11 @@ def _boxes_from_json(raw: Any, path: Any, entry: Any) -> Boxes:
         except (TypeError, ValueError, OverflowError):
             raise AnnotationError(f"box key {k!r} is not a frame index", path, entry) from None
         if not isinstance(v, (list, tuple)) or len(v) != 4:
-            raise AnnotationError(f"box at frame {k} must be 4 numbers, got {v!r}", path, entry)
+            raise AnnotationError(f"box at frame {k} must be 4 numbers, got {_short(v)}", path, entry)
         try:
             out[frame] = [float(x) for x in v]
-        except (TypeError, ValueError):
-            raise AnnotationError(f"box at frame {k} has a non-number: {v!r}", path, entry) from None
+        except (TypeError, ValueError, OverflowError):
+            raise AnnotationError(f"box at frame {k} has a non-number: {_short(v)}", path, entry) from None
     return out
 
 
@@ -191,13 +191,16 @@ class GroundingQuery:
             raise AnnotationError(f"fps must be a finite non-negative number, got {fps}", path, entry)
         span_frames = _pair(d.get("span_frames"), int, "span_frames", path, entry)
         span_s = _pair(d.get("span_s"), float, "span_s", path, entry)
-        if span_frames is None and span_s is not None and fps > 0:
-            sp = seconds_to_span(span_s[0], span_s[1], fps, num_frames or None)
-            span_frames = (sp.start, sp.end)
-        if span_frames is not None and span_frames[1] < span_frames[0]:
-            raise AnnotationError(f"span_frames end < start: {list(span_frames)}", path, entry)
-        if span_s is None and span_frames is not None and fps > 0:
-            span_s = (span_frames[0] / fps, span_frames[1] / fps)
+        try:
+            if span_frames is None and span_s is not None and fps > 0:
+                sp = seconds_to_span(span_s[0], span_s[1], fps, num_frames or None)
+                span_frames = (sp.start, sp.end)
+            if span_frames is not None and span_frames[1] < span_frames[0]:
+                raise AnnotationError(f"span_frames end < start: {list(span_frames)}", path, entry)
+            if span_s is None and span_frames is not None and fps > 0:
+                span_s = (span_frames[0] / fps, span_frames[1] / fps)
+        except OverflowError:  # e.g. span_s * fps beyond the float range
+            raise AnnotationError("span_s / span_frames out of range for this fps", path, entry) from None
         video = str(d["video"])
         if base_dir is not None and video and not os.path.isabs(video):
             video = os.path.normpath(os.path.join(base_dir, video))
@@ -229,14 +232,35 @@ def _pair(raw: Any, cast: type, name: str, path: Any, entry: Any) -> tuple | Non
     if raw is None:
         return None
     if not isinstance(raw, (list, tuple)) or len(raw) != 2:
-        raise AnnotationError(f"'{name}' must be a pair [start, end], got {raw!r}", path, entry)
+        raise AnnotationError(f"'{name}' must be a pair [start, end], got {_short(raw)}", path, entry)
     try:
         vals = tuple(cast(v) for v in raw)
     except (TypeError, ValueError, OverflowError):
-        raise AnnotationError(f"'{name}' has a non-number: {raw!r}", path, entry) from None
+        raise AnnotationError(f"'{name}' has a non-number: {_short(raw)}", path, entry) from None
     if cast is float and not all(math.isfinite(v) for v in vals):
-        raise AnnotationError(f"'{name}' has a non-finite number: {raw!r}", path, entry)
+        raise AnnotationError(f"'{name}' has a non-finite number: {_short(raw)}", path, entry)
+    if cast is int and not all(abs(v) <= _MAX_INDEX for v in vals):
+        raise AnnotationError(f"'{name}' is out of range (|frame| > 2**53): {_short(raw)}", path, entry)
     return vals
+
+
+_MAX_INDEX = 2**53  # frame indices beyond this cannot even be represented as float seconds
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr`` for error messages, cut short (a hostile value may be megabytes long)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _optional_str(d: Mapping, key: str, path: Any, entry: Any) -> str | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, str):
+        raise AnnotationError(f"'{key}' must be a string, got {type(value).__name__}", path, entry)
+    return value
 
 
 @dataclass
@@ -287,17 +311,24 @@ class GroundingPrediction:
         span_frames = _pair(d.get("span_frames"), int, "span_frames", path, entry)
         span_s = _pair(d.get("span_s"), float, "span_s", path, entry)
         conf = d.get("confidence")
+        try:
+            confidence = float(conf) if isinstance(conf, (int, float)) else None
+        except OverflowError:
+            raise AnnotationError("'confidence' is out of the float range", path, entry) from None
+        extra = d.get("extra") or {}
+        if not isinstance(extra, Mapping):
+            raise AnnotationError(f"'extra' must be an object, got {type(extra).__name__}", path, entry)
         return cls(
             qid=str(d["qid"]),
             span_frames=span_frames,
             span_s=span_s,
             boxes=_boxes_from_json(d.get("boxes"), path, entry),
-            raw_text=d.get("raw_text"),
+            raw_text=_optional_str(d, "raw_text", path, entry),
             parse_failed=bool(d.get("parse_failed", False)),
-            error=d.get("error"),
-            span_source=d.get("span_source"),
-            confidence=float(conf) if isinstance(conf, (int, float)) else None,
-            extra=dict(d.get("extra") or {}),
+            error=_optional_str(d, "error", path, entry),
+            span_source=_optional_str(d, "span_source", path, entry),
+            confidence=confidence,
+            extra=dict(extra),
         )
 
 
@@ -309,9 +340,12 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     p = Path(path)
     if not p.is_file():
         raise AnnotationError("file not found", p)
-    with p.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.strip()
+    with p.open("rb") as fh:  # decoded per line, so invalid UTF-8 is named by its line
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise AnnotationError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", p, f"line {lineno}") from None
             if not line:
                 continue
             try:
@@ -320,6 +354,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                 raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})", p, f"line {lineno}") from None
             except RecursionError:
                 raise AnnotationError("JSON nested too deeply", p, f"line {lineno}") from None
+            except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
+                raise AnnotationError(f"invalid JSON ({exc})", p, f"line {lineno}") from None
             yield lineno, obj
 
 

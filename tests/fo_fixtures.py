@@ -77,11 +77,14 @@ def synth_ds(fo_env, synth_dir):
 
 
 def gt_digest(ds, gt: str = "gt") -> str:
-    """Hash of every GT value (sample and frame level), serialized: equal digests = untouched GT."""
-    parts = []
+    """Hash of every GT value (sample fields, and frame labels by frame number), serialized.
+
+    Frames that hold no GT are left out: a prediction may add frame documents, never GT.
+    """
     schema = ds.get_field_schema()
-    fields = [f for f in ("qids", "queries", f"{gt}_queries", f"{gt}_spans", f"{gt}_span") if f in schema]
-    for field in (*fields, "frames.frame_number", f"frames.{gt}"):
-        vals = ds.values(field, _raw=True)
-        parts.append(json.dumps(vals, sort_keys=True, default=str))
+    fields = [f for f in ("id", "qids", "queries", f"{gt}_queries", f"{gt}_spans", f"{gt}_span") if f in schema]
+    parts = [json.dumps(ds.values(f, _raw=True), sort_keys=True, default=str) for f in fields]
+    for fns, labels in zip(*ds.values(["frames.frame_number", f"frames.{gt}"], _raw=True)):
+        frames = {fn: lab for fn, lab in zip(fns, labels) if lab is not None}
+        parts.append(json.dumps(frames, sort_keys=True, default=str))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -35,7 +35,7 @@ def pred_labels(view, pred: str = "pred") -> dict:
             out[(s.filepath, d["qid"], "span")] = (list(d.support), d.confidence)
         for fn, frame in s.frames.items():
             for d in frame[pred].detections if frame[pred] else []:
-                out[(s.filepath, d["qid"], fn)] = list(d.bounding_box)
+                out[(s.filepath, d["qid"] if d.has_field("qid") else d.label, fn)] = list(d.bounding_box)
         out[(s.filepath, "meta")] = json.dumps(s[f"{pred}_meta"], sort_keys=True)
         out[(s.filepath, "error")] = s[f"{pred}_error"]
     return out
@@ -165,8 +165,8 @@ def test_refused_before_anything_is_written(synth_ds):
             run_op("ground_videos", synth_ds, **params)
     with pytest.raises(Exception, match="not a valid name"):
         run_op("evaluate_grounding", synth_ds, pred_field="pred", eval_key="a.b")
-    res = run_op("ground_videos", synth_ds, model="spacevllm_tiny")  # required pred_field missing
-    assert res.error == "Validation error"
+    with pytest.raises(Exception, match="pred_field. Reason: Required property"):
+        run_op("ground_videos", synth_ds, model="spacevllm_tiny")
     assert (sorted(synth_ds.get_field_schema()), sorted(synth_ds.get_frame_field_schema())) == before_schema
     assert gt_digest(synth_ds) == before
 
@@ -210,12 +210,15 @@ def test_undecodable_video_is_skipped_with_its_error(fo_env, synth_dir, bad_vide
     from fiftyone_plugin.io import import_benchmark
 
     good = queries[0]
-    bad = GroundingQuery.from_json({**good.to_json(), "qid": "bad0", "video": str(bad_videos[sorted(bad_videos)[0]])})
+    bad = GroundingQuery.from_json({**good.to_json(), "qid": "bad0", "video": str(bad_videos["not_a_video"])})
+    gone = GroundingQuery.from_json({**good.to_json(), "qid": "gone0", "video": str(bad_videos["missing"])})
     ann = tmp_path / "ann.jsonl"
-    ann.write_text(json.dumps(good.to_json()) + "\n" + json.dumps(bad.to_json()) + "\n")
+    ann.write_text("".join(json.dumps(q.to_json()) + "\n" for q in (good, bad, gone)))
     ds, res = import_benchmark("unified", ann, unique_name("bad"))
     try:
-        assert res["num_samples"] == 2
+        assert res["num_samples"] == 2  # the missing file is a counted, named skip
+        assert res["num_skipped"] == 1 and res["skipped"][0]["qids"] == ["gone0"]
+        assert res["skipped"][0]["reason"] == "file not found"
         assert run_op("ground_videos", ds, pred_field="pred").error is None
         run = ds.info["stvg"]["runs"]["pred"]
         assert run["num_errors"] == 1 and run["num_processed"] == 2

@@ -18,6 +18,8 @@ from stvg_plugin.metrics import PROTOCOLS, evaluate
 
 log = logging.getLogger("stvg.evaluate")
 
+MAX_LISTED = 20  # errored queries named in the printed summary
+
 
 def run(cfg: DictConfig, output_dir: Path) -> dict:
     predictions = require_path(cfg, "predictions")
@@ -31,5 +33,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     write_jsonl(output_dir / "per_query.jsonl", result.per_query)
     write_json(output_dir / "summary.json", summary)
     print(result.to_table())
+    failed = [row for row in result.per_query if row.get("error")]
+    if failed:
+        print(f"{len(failed)} queries have no answer because of an error (scored 0):")
+        for row in failed[:MAX_LISTED]:
+            print(f"  {row['qid']}: {row['error']}")
+        if len(failed) > MAX_LISTED:
+            print(f"  ... and {len(failed) - MAX_LISTED} more (see per_query.jsonl, key 'error')")
     print(f"wrote {output_dir / 'summary.json'} and {output_dir / 'per_query.jsonl'}")
     return summary

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from stvg_plugin.commands.common import load_queries_from_cfg, require_path
-from stvg_plugin.data import GroundingPrediction, write_jsonl
+from stvg_plugin.data import AnnotationError, GroundingPrediction, atomic_write_text, write_jsonl
 
 log = logging.getLogger("stvg.predict")
 
@@ -23,25 +23,34 @@ PARTIAL_NAME = "predictions.partial.jsonl"
 
 
 def read_partial(path: Path) -> dict[str, dict]:
-    """Complete lines of an interrupted run, by qid; rewrites the file without a torn last line."""
+    """Complete lines of an interrupted run, by qid; rewrites the file without a torn last line.
+
+    A line counts only if it ends with a newline and reads back as a valid prediction; anything
+    else (a line cut off by a kill, garbage) is dropped and its query redone. The rewrite is atomic,
+    so a second kill during it cannot lose the lines already made.
+    """
     if not path.exists():
         return {}
     done: dict[str, dict] = {}
     good_lines: list[str] = []
-    torn = False
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                torn = True
+    dropped = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                dropped += 1  # the last line, cut off by a kill
                 break
             try:
+                line = raw.decode("utf-8")
                 obj = json.loads(line)
-                done[str(obj["qid"])] = obj
-                good_lines.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                torn = True
-    if torn:
-        path.write_text("".join(good_lines), encoding="utf-8")
+                qid = GroundingPrediction.from_json(obj).qid  # a valid prediction, not just JSON
+            except (ValueError, RecursionError, AnnotationError):  # JSONDecodeError, UnicodeDecodeError
+                dropped += 1
+                continue
+            done[qid] = obj
+            good_lines.append(line)
+    if dropped:
+        log.warning("%s: dropped %d incomplete or unreadable line(s); their queries are redone", path, dropped)
+        atomic_write_text(path, "".join(good_lines))
     return done
 
 
@@ -57,7 +66,9 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
 
     output_dir.mkdir(parents=True, exist_ok=True)
     partial = output_dir / PARTIAL_NAME
-    done = read_partial(partial) if cfg.get("resume", True) else {}
+    if not cfg.get("resume", True):
+        partial.unlink(missing_ok=True)  # else its stale lines would be picked up by a later resume
+    done = read_partial(partial)
     todo = [q for q in queries if q.qid not in done]
     if done:
         print(f"resuming: {len(done)} predictions already made, {len(todo)} to go")
@@ -79,5 +90,7 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
         print(f"{len(failed)} queries could not be grounded:")
         for p in failed[:20]:
             print(f"  {p.qid}: {p.error}")
+        if len(failed) > 20:
+            print(f"  ... and {len(failed) - 20} more (key 'error' in {out.name})")
     print(f"wrote {len(ordered)} predictions to {out}")
     return out

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
-from operator import is_not
+from operator import is_not, itemgetter
 
 import numpy as np
 
-from stvg_plugin.util.box_ops import BoxRepairStats
+from stvg_plugin.util.box_ops import BoxRepairStats, sanitize_box_array
+
+__all__ = ["BOX_FILLS", "RaggedBoxes", "composite_key", "gather_boxes", "gather_boxes_many", "sanitize_box_array"]
 
 BOX_FILLS = ("none", "nearest", "linear")
 _FRAME_BIAS = 1 << 31  # lets negative frame indices sort correctly inside a query's key range
@@ -21,28 +23,6 @@ _FRAME_BIAS = 1 << 31  # lets negative frame indices sort correctly inside a que
 def composite_key(qidx: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """One sortable int64 per (query, frame)."""
     return (np.asarray(qidx, dtype=np.int64) << 32) + (np.asarray(frames, dtype=np.int64) + _FRAME_BIAS)
-
-
-def sanitize_box_array(boxes: np.ndarray, stats: BoxRepairStats | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised :func:`stvg_plugin.util.box_ops.sanitize_box` over an ``(n, 4)`` array.
-
-    Same rule and the same counters: non-finite -> rejected (``rejected_nan``); swapped corners are
-    swapped back (``swapped``); zero/negative area after that -> rejected (``rejected_empty``).
-    Returns ``(clean_boxes, valid_mask)``; rows where ``valid_mask`` is False must be treated as absent.
-    The tests check it against the scalar function box by box.
-    """
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    finite = np.isfinite(b).all(axis=1)
-    swapped = finite & ((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))
-    clean = np.concatenate([np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:])], axis=1)
-    with np.errstate(invalid="ignore"):
-        nonempty = ((clean[:, 2] - clean[:, 0]) > 0) & ((clean[:, 3] - clean[:, 1]) > 0)
-    valid = finite & nonempty
-    if stats is not None:
-        stats.rejected_nan += int((~finite).sum())
-        stats.swapped += int(swapped.sum())
-        stats.rejected_empty += int((finite & ~nonempty).sum())
-    return clean, valid
 
 
 _ABSENT = (np.nan, np.nan, np.nan, np.nan)  # sentinel: identity-compared, never a real box
@@ -62,27 +42,72 @@ def gather_boxes(
     as much as its sampled frames. ``frame_shift[q]`` is added to query q's dict keys. With
     ``sanitize``, boxes go through :func:`sanitize_box_array` (counted) and rejected ones are absent.
     """
+    return gather_boxes_many([(dicts, frame_shift, sanitize)], qidx, frames, stats)[0]
+
+
+def gather_boxes_many(
+    sources: Sequence[tuple[Sequence[Mapping[int, Sequence[float]] | None], np.ndarray | None, bool]],
+    qidx: np.ndarray,
+    frames: np.ndarray,
+    stats: BoxRepairStats | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`gather_boxes` for several ``(dicts, frame_shift, sanitize)`` sources on the same rows, in one pass.
+
+    Per query, all of its frames are read from a plain dict with one ``operator.itemgetter`` call
+    (shared by the sources whose keys are not shifted); a query with an absent frame falls back to
+    ``dict.get`` row by row. All coordinates are then converted with a single ``np.fromiter``.
+    """
     n = qidx.size
-    values: list = []
-    if n:
-        cuts = np.flatnonzero(np.diff(qidx)) + 1
-        starts = np.concatenate([[0], cuts]).tolist()
-        ends = np.concatenate([cuts, [n]]).tolist()
-        group_q = qidx[starts].tolist()
-        keys = (frames - frame_shift[qidx] if frame_shift is not None else frames).tolist()
-        for q, lo, hi in zip(group_q, starts, ends):
+    if not n:
+        return [(np.zeros((0, 4), dtype=np.float64), np.zeros(0, dtype=bool)) for _ in sources]
+    bounds = np.concatenate([[0], np.flatnonzero(qidx[1:] != qidx[:-1]) + 1, [n]])
+    group_q = qidx[bounds[:-1]].tolist()
+    bounds = bounds.tolist()
+    keys = frames.tolist()
+    plan = []
+    for dicts, shift, _ in sources:
+        own = (frames - shift[qidx]).tolist() if shift is not None and shift.any() else None
+        plan.append((dicts, own, [], []))
+    for q, lo, hi in zip(group_q, bounds, bounds[1:]):
+        shared = None
+        for dicts, own, values, partial in plan:
             d = dicts[q]
+            ks = keys if own is None else own
+            if type(d) is dict and d:  # plain dict: one C-level lookup of all the query's frames
+                if own is not None:
+                    get = itemgetter(*ks[lo:hi]) if hi - lo > 1 else None
+                elif shared is None:
+                    get = shared = itemgetter(*ks[lo:hi]) if hi - lo > 1 else None
+                else:
+                    get = shared
+                try:
+                    if get is None:
+                        values.append(d[ks[lo]])
+                    else:
+                        values.extend(get(d))
+                    continue
+                except KeyError:
+                    pass
             if d:
-                values.extend(map(d.get, keys[lo:hi], repeat(_ABSENT, hi - lo)))
+                values.extend(map(d.get, ks[lo:hi], repeat(_ABSENT, hi - lo)))
             else:
                 values.extend(repeat(_ABSENT, hi - lo))
-    found = np.fromiter(map(is_not, values, repeat(_ABSENT, n)), dtype=bool, count=n)
-    boxes = _stack_boxes(values, sanitize=True, stats=None) if n else np.zeros((0, 4))
-    if sanitize and found.any():
-        clean, valid = sanitize_box_array(boxes[found], stats)
-        boxes[found] = clean
-        found[found] = valid
-    return boxes, found
+            partial.append((lo, hi))
+    out = []
+    for (_, _, values, partial), (_, _, sanitize) in zip(plan, sources):
+        found = np.ones(n, dtype=bool)
+        for lo, hi in partial:
+            found[lo:hi] = np.fromiter(map(is_not, values[lo:hi], repeat(_ABSENT, hi - lo)), dtype=bool, count=hi - lo)
+        boxes = _stack_boxes(values, sanitize=True, stats=None)
+        if sanitize and found.any():
+            if found.all():
+                boxes, found = sanitize_box_array(boxes, stats)
+            else:
+                clean, valid = sanitize_box_array(boxes[found], stats)
+                boxes[found] = clean
+                found[found] = valid
+        out.append((boxes, found))
+    return out
 
 
 class RaggedBoxes:

@@ -129,16 +129,18 @@ def evaluate(
     """
     _validate(protocol, thresholds, box_fill)
     queries = list(queries)
-    index: dict[str, int] = {}
-    for i, q in enumerate(queries):
-        if q.qid in index:
-            raise AnnotationError(f"duplicate qid {q.qid!r} in queries", entry=f"query {i}")
-        index[q.qid] = i
+    index = {q.qid: i for i, q in enumerate(queries)}
+    if len(index) != len(queries):  # name the first duplicate
+        index = {}
+        for i, q in enumerate(queries):
+            if q.qid in index:
+                raise AnnotationError(f"duplicate qid {q.qid!r} in queries", entry=f"query {i}")
+            index[q.qid] = i
     preds: list[GroundingPrediction | None] = [None] * len(queries)
     unknown: list[str] = []
     num_unknown = num_duplicates = 0
     for n, raw in enumerate(predictions):
-        p = _as_prediction(raw, n)
+        p = raw if type(raw) is GroundingPrediction else _as_prediction(raw, n)
         i = index.get(p.qid)
         if i is None:
             num_unknown += 1
@@ -149,7 +151,10 @@ def evaluate(
         else:
             preds[i] = p
 
-    names = [_resolve(protocol, q) for q in queries]
+    if protocol != AUTO and {q.task for q in queries} <= set(_PROTOCOL_TASKS[protocol]):
+        names = [protocol] * len(queries)  # every query is scorable: no per-query resolution needed
+    else:
+        names = [_resolve(protocol, q) for q in queries]
     groups: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         groups.setdefault(name, []).append(i)
@@ -164,12 +169,12 @@ def evaluate(
 
     per_query = []
     for q, p, name, r in zip(queries, preds, names, rows):
-        parse_failed = bool(p is not None and (p.parse_failed or r.pop("no_pair", False)))
-        r.pop("no_pair", None)
-        row = {"qid": q.qid, "qtype": q.qtype, "task": q.task, "protocol": name}
-        row.update(r)
-        row.update({"missing": p is None, "parse_failed": parse_failed, "error": p.error if p is not None else None})
-        per_query.append(row)
+        no_pair = r.pop("no_pair", False)
+        if p is None:
+            tail = {"missing": True, "parse_failed": False, "error": None}
+        else:
+            tail = {"missing": False, "parse_failed": bool(p.parse_failed or no_pair), "error": p.error}
+        per_query.append({"qid": q.qid, "qtype": q.qtype, "task": q.task, "protocol": name, **r, **tail})
 
     summary: dict[str, Any] = {"protocol": protocol if len(groups) != 1 else next(iter(groups), protocol)}
     merged = 0
@@ -182,7 +187,7 @@ def evaluate(
     summary.update(
         {
             "num_queries": len(queries),
-            "num_missing": sum(p is None for p in preds),
+            "num_missing": preds.count(None),
             "num_unknown_qids": num_unknown,
             "unknown_qids": unknown,
             "num_duplicate_predictions": num_duplicates,
@@ -230,7 +235,7 @@ def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix:
     out: dict[str, Any] = {}
     names = metric_names(name, thresholds)
     for key, skey in names:
-        out[prefix + skey] = _mean(r.get(key) for r in rows)
+        out[prefix + skey] = _mean([r.get(key) for r in rows])
     if name in ("tvg", "rec"):
         for _key, skey in names:
             val = out[prefix + skey]
@@ -240,7 +245,7 @@ def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix:
         sub = [r for r in rows if r.get("qtype") == qt]
         out[f"{prefix}{qt}_num_queries"] = len(sub)
         for key, skey in names:
-            out[f"{prefix}{qt}_{skey}"] = _mean(r.get(key) for r in sub)
+            out[f"{prefix}{qt}_{skey}"] = _mean([r.get(key) for r in sub])
     return out
 
 

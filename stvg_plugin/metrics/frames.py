@@ -33,60 +33,104 @@ def tubedetr_universe(
 ) -> tuple[np.ndarray, np.ndarray]:
     """TubeDETR's sampled frames of ``[seg_start, seg_end)`` for every query, as ragged rows.
 
+    See :class:`SampledUniverse` for the rule; this materialises every row.
+    """
+    return SampledUniverse(fps, seg_start, seg_end, target_fps, max_len).rows()
+
+
+class SampledUniverse:
+    """TubeDETR's sampled frame universe of many queries, answered without materialising it.
+
     Rule (metrics.md §1): ``r = target_fps / fps``; the segment start is always kept, and frame f is
     kept when ``int(f * r) > int(last_kept * r)``. Because ``int(f * r)`` never decreases with f,
-    that is the same as "``floor(f * r)`` grew since the previous frame", which vectorises. The
+    that is the same as "``floor(f * r)`` grew since the previous frame": the kept frames are the
+    start plus the first frame of every later bin ``k = floor(f * r)``, n of them in all. The
     products are the same IEEE doubles TubeDETR's Python computes, so the sets are identical. Then if
-    n > ``max_len`` frames were kept, element ``(j * n) // max_len`` is kept for ``j < max_len``.
-    ``fps < target_fps`` (TubeDETR asserts) simply keeps every frame here.
+    n > ``max_len``, element ``(j * n) // max_len`` is kept for ``j < max_len``. ``fps < target_fps``
+    (TubeDETR asserts) simply keeps every frame here.
+
+    Everything the metrics need is closed-form per query: how many kept frames lie below a bound x
+    (``1 + #bins whose first frame is <= x - 1`` = ``1 + floor((x - 1) * r) - k_first + 1``, clipped;
+    after the cap ``#{j : (j * n) // max_len < m} = ceil(max_len * m / n)``), and the frame of one kept
+    element, so only the rows asked for are ever computed.
     """
-    fps = np.asarray(fps, dtype=np.float64)
-    seg_start = np.asarray(seg_start, dtype=np.int64)
-    seg_end = np.asarray(seg_end, dtype=np.int64)
-    nq = fps.size
-    rate = target_fps / fps
-    qidx, frames = _bin_starts(rate, seg_start, seg_end)
-    counts = np.bincount(qidx, minlength=nq)
-    capped = counts > max_len
-    if capped.any():
-        offsets = np.cumsum(counts) - counts
-        select = ~capped[qidx]
-        cq = np.flatnonzero(capped)
-        j = np.arange(max_len, dtype=np.int64)
-        picks = offsets[cq][:, None] + (j[None, :] * counts[cq][:, None]) // max_len
-        select[picks.ravel()] = True
-        qidx, frames = qidx[select], frames[select]
-    return qidx, frames
 
+    def __init__(
+        self,
+        fps: np.ndarray,
+        seg_start: np.ndarray,
+        seg_end: np.ndarray,
+        target_fps: int = TUBEDETR_TARGET_FPS,
+        max_len: int = TUBEDETR_MAX_LEN,
+    ):
+        self.rate = target_fps / np.asarray(fps, dtype=np.float64)
+        self.start = np.asarray(seg_start, dtype=np.int64)
+        seg_end = np.asarray(seg_end, dtype=np.int64)
+        self.last = np.maximum(seg_end - 1, self.start)
+        self.max_len = max_len
+        self.k_first = np.floor(self.start * self.rate).astype(np.int64) + 1
+        k_last = np.floor(self.last * self.rate).astype(np.int64)
+        self.every = self.rate >= 1.0
+        self.n_bins = np.where(
+            self.every, np.maximum(seg_end - self.start - 1, 0), np.maximum(k_last - self.k_first + 1, 0)
+        )
+        self.n = self.n_bins + 1  # kept frames before the cap
+        self.capped = self.n > max_len
+        self.size = np.where(self.capped, max_len, self.n)
 
-def _bin_starts(rate: np.ndarray, seg_start: np.ndarray, seg_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The segment start plus the first frame of every later ``floor(f * rate)`` bin, without scanning frames.
+    def _kept_below(self, x: np.ndarray) -> np.ndarray:
+        """Per query: number of kept frames ``< x`` before the cap."""
+        x = np.clip(np.asarray(x, dtype=np.int64), self.start, self.last + 1)
+        bins = np.floor((x - 1) * self.rate).astype(np.int64) - self.k_first + 1
+        m = np.where(x > self.start, 1 + np.clip(bins, 0, self.n_bins), 0)
+        return np.where(self.every, x - self.start, m)
 
-    For bin k the first frame is ``ceil(k / rate)`` up to float error, so the candidates
-    ``c - 1, c, c + 1`` are tested with the exact expression ``floor(f * rate) >= k`` and the first one
-    that passes is taken (``floor(f * rate)`` never decreases in f). Rates >= 1 keep every frame.
-    """
-    last = np.maximum(seg_end - 1, seg_start)
-    k_first = np.floor(seg_start * rate).astype(np.int64) + 1
-    k_last = np.floor(last * rate).astype(np.int64)
-    n_bins = np.maximum(k_last - k_first + 1, 0)
-    every = rate >= 1.0
-    n_bins = np.where(every, np.maximum(seg_end - seg_start - 1, 0), n_bins)
-    # one extra leading row per query holds its start frame (always kept), so no re-sorting is needed
-    qidx, k = ragged_arange(np.where(every, seg_start, k_first - 1), n_bins + 1)
-    frames = k.copy()
-    lead = np.cumsum(n_bins + 1) - (n_bins + 1)
-    sub = ~every[qidx]
-    sub[lead] = False
-    if sub.any():
-        ks, r = k[sub], rate[qidx[sub]]
-        c = np.ceil(ks / r).astype(np.int64)
-        pick = c + 1
-        for cand in (c, c - 1):
-            pick = np.where(np.floor(cand * r) >= ks, cand, pick)
-        frames[sub] = pick
-    frames[lead] = seg_start
-    return qidx, frames
+    def index(self, x: np.ndarray) -> np.ndarray:
+        """Per query: number of universe frames ``< x`` (= index of the first frame ``>= x``)."""
+        m = self._kept_below(x)
+        return np.where(self.capped, (self.max_len * m + self.n - 1) // self.n, m)
+
+    def count_in(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Per query: number of universe frames f with ``lo <= f < hi``."""
+        return np.maximum(self.index(hi) - self.index(lo), 0)
+
+    def rows_in(self, lo: np.ndarray, hi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(query, frame)`` rows with ``lo <= frame < hi`` of the queries where ``mask`` holds."""
+        first = self.index(lo)
+        length = np.where(mask, np.maximum(self.index(hi) - first, 0), 0)
+        return self._rows(first, length)
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every ``(query, frame)`` row, grouped by query and sorted by frame."""
+        return self._rows(np.zeros_like(self.size), self.size)
+
+    def _rows(self, first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        qidx, j = ragged_arange(first, length)
+        if self.capped.any():
+            sel = self.capped[qidx]
+            j[sel] = (j[sel] * self.n[qidx[sel]]) // self.max_len
+        return qidx, self._kept_frame(qidx, j)
+
+    def _kept_frame(self, qidx: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Frame of the i-th kept element: the start for i = 0, else the first frame of bin ``k_first - 1 + i``.
+
+        Rates >= 1 keep every frame (``start + i``). For bin k the first frame is ``ceil(k / r)`` up to
+        float error, so the candidates ``c - 1, c, c + 1`` are tested with the exact expression
+        ``floor(f * r) >= k`` and the first one that passes is taken (``floor(f * r)`` never
+        decreases in f).
+        """
+        frames = self.start[qidx] + i
+        sub = ~self.every[qidx] & (i > 0)
+        if sub.any():
+            q = qidx[sub]
+            r = self.rate[q]
+            ks = self.k_first[q] - 1 + i[sub]
+            c = np.ceil(ks / r).astype(np.int64)
+            pick = c + 1
+            for cand in (c, c - 1):
+                pick = np.where(np.floor(cand * r) >= ks, cand, pick)
+            frames[sub] = pick
+        return frames
 
 
 def dense_universe(seg_start: np.ndarray, seg_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,3 +175,4 @@ def seconds_to_universe_span(
     start[~valid] = 0
     end[~valid] = 0
     return start, end
+

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_not, itemgetter
 
 import numpy as np
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
-from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes
-from stvg_plugin.metrics.frames import dense_universe, seconds_to_universe_span, tubedetr_universe
+from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes_many
+from stvg_plugin.metrics.frames import TUBEDETR_MAX_LEN, SampledUniverse, dense_universe, seconds_to_universe_span
 from stvg_plugin.util.box_ops import BoxRepairStats, pairwise_iou
 
 _MAX_ROWS_PER_CHUNK = 2_000_000
@@ -108,12 +110,18 @@ def score_stvg(
 ) -> list[dict]:
     """Per-query metric dicts (``tIoU``, ``vIoU``, ``gt_vIoU``, ``vIoU@t``, ``gt_vIoU@t``, spans used)."""
     out: list[dict] = []
+    nq = len(queries)
+    if spec.dense or spec.official_hcstvg:
+        rows = np.fromiter((max(int(q.num_frames), 1) for q in queries), dtype=np.int64, count=nq)
+    else:  # the sampled universe never has more rows than this
+        rows = np.full(nq, TUBEDETR_MAX_LEN, dtype=np.int64)
+    # a chunk ends at the first query that brings its rows to _MAX_ROWS_PER_CHUNK (always >= 1 query)
+    total = np.cumsum(rows)
     start = 0
-    while start < len(queries):
-        stop, rows = start, 0
-        while stop < len(queries) and (stop == start or rows < _MAX_ROWS_PER_CHUNK):
-            rows += max(int(queries[stop].num_frames), 1)
-            stop += 1
+    while start < nq:
+        before = int(total[start - 1]) if start else 0
+        stop = int(np.searchsorted(total, before + _MAX_ROWS_PER_CHUNK, side="left")) + 1
+        stop = min(max(stop, start + 1), nq)
         out.extend(_score_chunk(queries[start:stop], preds[start:stop], spec, thresholds, box_fill, stats, counters))
         start = stop
     return out
@@ -121,28 +129,34 @@ def score_stvg(
 
 def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) -> list[dict]:
     nq = len(queries)
-    for q in queries:
-        _check_query(q)
-    fps = np.fromiter((q.fps for q in queries), dtype=np.float64, count=nq)
+    spans = [q.span_frames for q in queries]
+    fps_list = [q.fps for q in queries]
+    if None in spans or not all(f and f > 0 for f in fps_list):  # slow path names the first bad query
+        for q in queries:
+            _check_query(q)
+    fps = np.array(fps_list, dtype=np.float64)
     segs = np.array([_segment(q, spec) for q in queries], dtype=np.int64).reshape(nq, 2)
-    offset = np.fromiter(
-        (int(q.extra.get("tubedetr_frame_offset", 0) or 0) if spec.use_frame_offset else 0 for q in queries),
-        dtype=np.int64,
-        count=nq,
-    )
-    gs = np.fromiter((q.span_frames[0] for q in queries), dtype=np.int64, count=nq) + offset
-    ge = np.fromiter((q.span_frames[1] for q in queries), dtype=np.int64, count=nq) + offset
+    offset = np.zeros(nq, dtype=np.int64)
+    if spec.use_frame_offset:
+        raw_offset = [q.extra.get("tubedetr_frame_offset") for q in queries]
+        if any(raw_offset):
+            offset = np.fromiter((int(o or 0) for o in raw_offset), dtype=np.int64, count=nq)
+    gs = np.fromiter(map(itemgetter(0), spans), dtype=np.int64, count=nq) + offset
+    ge = np.fromiter(map(itemgetter(1), spans), dtype=np.int64, count=nq) + offset
     if spec.drop_gt_last_frame:
         ge = np.maximum(np.minimum(ge, segs[:, 1]) - 1, gs)
-    has_pred = np.fromiter((p is not None for p in preds), dtype=bool, count=nq)
+    pred_dicts = [p.boxes if p is not None else None for p in preds]
+    has_pred = np.fromiter(map(is_not, preds, repeat(None, nq)), dtype=bool, count=nq)
 
-    # ---- frame universe rows
+    # ---- frame universe: all rows (dense protocols), or TubeDETR's sampling answered in closed form
+    universe = None
     if spec.official_hcstvg:
         qi, fr = dense_universe(gs, ge)
     elif spec.dense:
         qi, fr = dense_universe(segs[:, 0], segs[:, 1])
     else:
-        qi, fr = tubedetr_universe(fps, segs[:, 0], segs[:, 1])
+        universe = SampledUniverse(fps, segs[:, 0], segs[:, 1])
+        qi = fr = None
 
     # ---- predicted spans (frames direct; seconds mapped onto the universe)
     ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters)
@@ -150,25 +164,33 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         if spec.official_hcstvg or spec.dense:
             sps, spe = _seconds_to_raw_frames(fps, t0, t1)
         else:
+            if qi is None:
+                qi, fr = universe.rows()
             sps, spe = seconds_to_universe_span(qi, fr, fps, t0, t1, nq)
         ps = np.where(by_seconds, sps, ps)
         pe = np.where(by_seconds, spe, pe)
 
     # ---- boxes on the rows where a GT box matters (LLaVA_Next_STVG's inclusive S_i reaches the GT end frame)
     gt_hi = ge + 1 if spec.inclusive_overlap else ge
-    in_gt = (fr >= gs[qi]) & (fr < gt_hi[qi]) & has_pred[qi]
-    rq, rf = qi[in_gt], fr[in_gt]
-    gbox, gfound = gather_boxes([q.boxes for q in queries], rq, rf, frame_shift=offset)
+    if universe is not None:
+        rq, rf = universe.rows_in(gs, gt_hi, has_pred)
+    else:
+        in_gt = (fr >= gs[qi]) & (fr < gt_hi[qi]) & has_pred[qi]
+        rq, rf = qi[in_gt], fr[in_gt]
+    gt_source = ([q.boxes for q in queries], offset, False)
+    if box_fill == "none":
+        (gbox, gfound), (pbox, pfound) = gather_boxes_many(
+            [gt_source, (pred_dicts, None, True)], rq, rf, stats=stats
+        )
+    else:
+        ((gbox, gfound),) = gather_boxes_many([gt_source], rq, rf)
     if spec.clip_gt_to_image:
         w = np.array([q.width or np.inf for q in queries], dtype=np.float64)[rq]
         h = np.array([q.height or np.inf for q in queries], dtype=np.float64)[rq]
         gbox[:, 2] = np.minimum(gbox[:, 2], w)
         gbox[:, 3] = np.minimum(gbox[:, 3], h)
-    pred_dicts = [p.boxes if p is not None else None for p in preds]
     in_pred_row = (rf >= ps[rq]) & (rf < pe[rq])
-    if box_fill == "none":
-        pbox, pfound = gather_boxes(pred_dicts, rq, rf, sanitize=True, stats=stats)
-    else:
+    if box_fill != "none":
         all_pred = RaggedBoxes.from_dicts(pred_dicts, sanitize=True, stats=stats)
         pbox, pfound = all_pred.lookup(rq, rf, "none")
         fbox, ffound = all_pred.restrict_to_spans(ps, pe).lookup(rq, rf, box_fill)
@@ -178,9 +200,12 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
     if spec.official_hcstvg:  # eval_hcvg reads the predicted tube only
         pfound &= in_pred_row
     counters.gt_frames_without_box += int((~gfound).sum())
-    iou = np.zeros(rq.size, dtype=np.float64)
     both = gfound & pfound
-    iou[both] = pairwise_iou(pbox[both], gbox[both])
+    if both.all():
+        iou = pairwise_iou(pbox, gbox)
+    else:
+        iou = np.zeros(rq.size, dtype=np.float64)
+        iou[both] = pairwise_iou(pbox[both], gbox[both])
     nan = np.isnan(iou)
     if nan.any():
         counters.nan_frames += int(nan.sum())
@@ -194,21 +219,22 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         tiou, viou = _official_hcstvg(rq, iou, pfound, gs, ge, ps, pe, nq)
     else:
         tiou = _frame_tiou(gs, ge, ps, pe)
-        viou = _universe_viou(qi, fr, rq, rf, iou, gs, ge, ps, pe, has_pred, nq, spec.inclusive_overlap)
+        viou = _universe_viou(universe, qi, fr, rq, rf, iou, gs, ge, ps, pe, nq, spec.inclusive_overlap)
     tiou[~has_pred] = 0.0
     viou[~has_pred] = 0.0
     gt_viou[~has_pred] = 0.0
 
     rows = []
-    has_list = has_pred.tolist()
+    v_keys = [(f"vIoU@{th}", th) for th in thresholds]
+    g_keys = [(f"gt_vIoU@{th}", th) for th in thresholds]
     for t, v, g, s0, s1, p0, p1, has in zip(
-        tiou.tolist(), viou.tolist(), gt_viou.tolist(), gs.tolist(), ge.tolist(), ps.tolist(), pe.tolist(), has_list
+        tiou.tolist(), viou.tolist(), gt_viou.tolist(), gs.tolist(), ge.tolist(), ps.tolist(), pe.tolist(), has_pred.tolist()
     ):
         row = {"tIoU": t, "vIoU": v, "gt_vIoU": g}
-        for th in thresholds:
-            row[f"vIoU@{th}"] = 1.0 if v > th else 0.0
-        for th in thresholds:
-            row[f"gt_vIoU@{th}"] = 1.0 if g > th else 0.0
+        for key, th in v_keys:
+            row[key] = 1.0 if v > th else 0.0
+        for key, th in g_keys:
+            row[key] = 1.0 if g > th else 0.0
         row["gt_span"] = [s0, s1]
         row["pred_span"] = [p0, p1] if has else None
         rows.append(row)
@@ -216,17 +242,20 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
 
 
 def _pred_spans(preds, nq, counters):
-    ps = np.zeros(nq, dtype=np.int64)
-    pe = np.zeros(nq, dtype=np.int64)
+    ps_list, pe_list = [0] * nq, [0] * nq  # Python lists: item assignment into numpy costs ~10x more
     by_seconds = np.zeros(nq, dtype=bool)
     t0 = np.zeros(nq, dtype=np.float64)
     t1 = np.zeros(nq, dtype=np.float64)
     for i, p in enumerate(preds):
         if p is None:
             continue
-        if p.span_frames is not None:
-            a, b = int(p.span_frames[0]), int(p.span_frames[1])
-            ps[i], pe[i] = (a, b) if b >= a else (b, a)
+        span = p.span_frames
+        if span is not None:
+            a, b = int(span[0]), int(span[1])
+            if b >= a:
+                ps_list[i], pe_list[i] = a, b
+            else:
+                ps_list[i], pe_list[i] = b, a
         elif p.span_s is not None:
             a, b = float(p.span_s[0]), float(p.span_s[1])
             if np.isfinite(a) and np.isfinite(b):
@@ -236,7 +265,7 @@ def _pred_spans(preds, nq, counters):
                 counters.no_span += 1
         else:
             counters.no_span += 1
-    return ps, pe, by_seconds, t0, t1
+    return np.array(ps_list, dtype=np.int64), np.array(pe_list, dtype=np.int64), by_seconds, t0, t1
 
 
 def _seconds_to_raw_frames(fps, t0, t1):
@@ -256,13 +285,16 @@ def _frame_tiou(gs, ge, ps, pe) -> np.ndarray:
     return tiou
 
 
-def _universe_viou(qi, fr, rq, rf, iou, gs, ge, ps, pe, has_pred, nq, inclusive) -> np.ndarray:
+def _universe_viou(universe, qi, fr, rq, rf, iou, gs, ge, ps, pe, nq, inclusive) -> np.ndarray:
     lo_u, hi_u = np.minimum(gs, ps), np.maximum(ge, pe)
     lo_i, hi_i = np.maximum(gs, ps), np.minimum(ge, pe)
     if inclusive:  # LLaVA_Next_STVG: [min_start, max_end] and [max_start, min_end] with inclusive ends
         hi_u, hi_i = hi_u + 1, hi_i + 1
-    in_union = (fr >= lo_u[qi]) & (fr < hi_u[qi])
-    union_count = np.bincount(qi[in_union], minlength=nq)
+    if universe is not None:
+        union_count = universe.count_in(lo_u, hi_u)
+    else:
+        in_union = (fr >= lo_u[qi]) & (fr < hi_u[qi])
+        union_count = np.bincount(qi[in_union], minlength=nq)
     in_inter = (rf >= lo_i[rq]) & (rf < hi_i[rq])
     inter_sum = np.bincount(rq[in_inter], weights=iou[in_inter], minlength=nq)
     return inter_sum / np.maximum(union_count, 1)

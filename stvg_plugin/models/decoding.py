@@ -101,12 +101,8 @@ def fill_span_boxes(
     filled = np.stack([np.interp(targets, frames, boxes[:, k]) for k in range(4)], axis=-1)
     filled[:, [0, 2]] = np.clip(filled[:, [0, 2]], 0.0, float(width))
     filled[:, [1, 3]] = np.clip(filled[:, [1, 3]], 0.0, float(height))
-    out: dict[int, list[float]] = {}
-    for f, box in zip(targets.astype(int).tolist(), filled):
-        clean = box_ops.sanitize_box(box)
-        if clean is not None:
-            out[f] = clean
-    return out
+    clean, valid = box_ops.sanitize_box_array(filled)  # the rule of ``sanitize_box``, one pass
+    return {f: box for f, box, ok in zip(targets.astype(int).tolist(), clean.tolist(), valid.tolist()) if ok}
 
 
 def build_prediction(

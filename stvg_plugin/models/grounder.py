@@ -3,6 +3,8 @@
 ``ground`` is the strict API (bad input raises); ``predict`` is the batch API used by the CLI,
 lmms-eval and FiftyOne: it groups queries by video, decodes videos ahead of the model, and turns
 an unreadable video or an empty query into predictions with ``error`` set instead of raising.
+Both answer a video's queries in batches of ``query_batch_size`` against its one encoded prefix
+(:meth:`SpaceVLLMForGrounding.ground_prefix_many`); results equal grounding them one by one.
 """
 
 from __future__ import annotations
@@ -26,10 +28,20 @@ log = logging.getLogger(__name__)
 class Grounder:
     """A loaded SpaceVLLM-style model + its frame sampling policy."""
 
-    def __init__(self, model: SpaceVLLMForGrounding, *, video_backend: str = "auto", prefetch_workers: int = 1):
+    def __init__(
+        self,
+        model: SpaceVLLMForGrounding,
+        *,
+        video_backend: str = "auto",
+        prefetch_workers: int = 1,
+        query_batch_size: int = 16,
+    ):
         self.model = model.eval()
         self.video_backend = video_backend
         self.prefetch_workers = prefetch_workers
+        #: queries of one video decoded together; each row holds its own copy of the prefix KV cache
+        #: (7B, 64 frames: ~0.75 GB per row in bf16), so lower it on a small GPU
+        self.query_batch_size = max(1, int(query_batch_size))
 
     @property
     def num_frames(self) -> int:
@@ -44,10 +56,15 @@ class Grounder:
         sampled = video if isinstance(video, SampledVideo) else self.sample(str(video))
         return self.model.encode_video(sampled)
 
+    def _ground_batches(self, prefix: VideoPrefix, queries: Sequence[str], qids: Sequence[str]):
+        n = self.query_batch_size
+        for i in range(0, len(queries), n):
+            yield from self.model.ground_prefix_many(prefix, queries[i : i + n], qids[i : i + n])
+
     def ground(
         self, video: str | SampledVideo, queries: Sequence[str], qids: Sequence[str] | None = None
     ) -> list[GroundingPrediction]:
-        """Encode ``video`` once and answer every query against a copy of the cached prefix.
+        """Encode ``video`` once and answer the queries in batches against the cached prefix.
 
         Raises ``ValueError`` for an empty query (checked before any work) and ``VideoReadError``
         for an unreadable video.
@@ -61,7 +78,7 @@ class Grounder:
         if len(qids) != len(queries):
             raise ValueError(f"{len(qids)} qids for {len(queries)} queries")
         prefix = self.encode(video)
-        return [self.model.ground_prefix(prefix, q, qid) for q, qid in zip(queries, qids)]
+        return list(self._ground_batches(prefix, list(queries), qids))
 
     def predict(self, queries: Sequence[GroundingQuery], progress: bool = True) -> Iterator[GroundingPrediction]:
         """One prediction per query, grouped by video (videos in first-appearance order)."""
@@ -92,14 +109,21 @@ class Grounder:
             for q in group:
                 yield GroundingPrediction(qid=q.qid, error=f"cannot encode video {group[0].video}: {exc}")
             return
+        valid = [q for q in group if isinstance(q.query, str) and q.query.strip()]
+        answers: dict[int, GroundingPrediction] = {}
+        try:
+            for q, pred in zip(valid, self._ground_batches(prefix, [q.query for q in valid], [q.qid for q in valid])):
+                answers[id(q)] = pred
+        except (StvgError, ValueError):  # find which query failed: one by one
+            for q in valid:
+                if id(q) in answers:
+                    continue
+                try:
+                    answers[id(q)] = self.model.ground_prefix(prefix, q.query, q.qid)
+                except (StvgError, ValueError) as exc:
+                    answers[id(q)] = GroundingPrediction(qid=q.qid, error=f"{type(exc).__name__}: {exc}")
         for q in group:
-            if not isinstance(q.query, str) or not q.query.strip():
-                yield GroundingPrediction(qid=q.qid, error="empty query text")
-                continue
-            try:
-                yield self.model.ground_prefix(prefix, q.query, q.qid)
-            except (StvgError, ValueError) as exc:
-                yield GroundingPrediction(qid=q.qid, error=f"{type(exc).__name__}: {exc}")
+            yield answers.get(id(q)) or GroundingPrediction(qid=q.qid, error="empty query text")
 
 
 def load_grounder(

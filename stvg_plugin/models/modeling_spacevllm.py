@@ -20,7 +20,9 @@ What is ours (unconfirmed choices, all switchable in :class:`SpaceVLLMConfig`):
     (``span_source`` = text | relevance | combined) and a BCE target;
   * ``box_head="text"``: ablation where the LLM writes one normalised box per sampled frame;
   * greedy decoding with our own short loop (so the cached prefix and M-RoPE positions stay under
-    our control); the prefix KV cache is deep-copied per query ("encode once, ground many").
+    our control); "encode once, ground many": the queries of one video run as one batch against the
+    prefix KV cache (expanded to the batch, never copied per query; instructions right-padded and
+    the pads hidden by the attention mask; finished rows dropped). One query = a batch of one.
 
 Reading order: ``VideoPrefix`` -> ``SpaceVLLMForGrounding.__init__`` -> ``_prefix_embeddings`` ->
 ``encode_video`` -> ``ground_prefix`` -> ``forward`` (training) -> save / load.
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput
 
 from stvg_plugin.data import GroundingPrediction, Span
@@ -62,6 +65,7 @@ class VideoPrefix:
     visual_states: torch.Tensor  # [T, P, D] decoder visual input
     geometry: VideoGeometry
     layout: PrefixLayout
+    position_dims: int = 1  # 3 for Qwen2.5-VL's M-RoPE (position ids [3, B, n])
 
 
 @dataclass
@@ -180,63 +184,187 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             visual_states=self._decoder_visual(hidden, layout, projected),
             geometry=geometry,
             layout=layout,
+            position_dims=3 if position_ids.ndim == 3 else 1,
         )
 
-    # ------------------------------------------------------------------ one query against a prefix
-    def _greedy(self, cache: Any, first_logits: torch.Tensor, position: int, max_new_tokens: int) -> list[int]:
-        """Greedy decoding on the copied cache; stops at eos (``first_logits``: after the instruction)."""
+    # ------------------------------------------------------------------ queries against a prefix
+    @staticmethod
+    def batchable(prefix: VideoPrefix) -> bool:
+        """Several queries can share one batch only on plain (non-sliding) dynamic cache layers."""
+        return all(type(layer) is DynamicLayer for layer in prefix.cache.layers)
+
+    @staticmethod
+    def _expand_cache(cache: Any, batch: int) -> Any:
+        """A cache for ``batch`` rows that *views* the prefix's keys/values (no copy; the prefix stays intact).
+
+        ``DynamicLayer.update`` concatenates into new tensors and ``batch_select_indices`` indexes into
+        new ones, so nothing ever writes into the shared prefix tensors.
+        """
+        out = copy.copy(cache)
+        out.layers = []
+        for layer in cache.layers:
+            new = copy.copy(layer)
+            if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
+                new.keys = layer.keys.expand(batch, *layer.keys.shape[1:])
+                new.values = layer.values.expand(batch, *layer.values.shape[1:])
+            out.layers.append(new)
+        return out
+
+    def _rope(self, pos: torch.Tensor, dims: int) -> torch.Tensor:
+        """``[B, n]`` text positions -> what the LM takes (``[3, B, n]`` under M-RoPE: t = h = w for text)."""
+        return pos[None].expand(3, *pos.shape) if dims == 3 else pos
+
+    def _greedy(
+        self,
+        cache: Any,
+        mask: torch.Tensor | None,
+        first_logits: torch.Tensor,
+        positions: torch.Tensor,
+        max_new_tokens: int,
+        position_dims: int = 1,
+    ) -> list[list[int]]:
+        """Greedy decoding of ``B`` rows together on ``cache`` (``first_logits`` [B, V]: after each instruction).
+
+        ``positions`` [B]: each row's next position; ``mask`` [B, kv] (``None``: no padding). A row
+        stops at eos (not kept) or after ``max_new_tokens`` tokens; finished rows leave the batch.
+        Under SDPA the padding mask is passed ready-made (``[B, 1, 1, kv]``, the mask transformers
+        would build for one new token), which skips rebuilding it at every step.
+        """
         eos = self._require_processor().eos_token_id
-        tokens: list[int] = []
-        next_id = int(first_logits.argmax(-1))
-        lm = self.backbone.language_model
-        device = self.st_query_embed.weight.device
-        while next_id != eos and len(tokens) < max_new_tokens:
-            tokens.append(next_id)
-            if len(tokens) == max_new_tokens:
-                break
-            emb = self.backbone.embed_text(torch.tensor([[next_id]], device=device))
-            pos = torch.tensor([[position]], device=device)
-            out = lm(inputs_embeds=emb, position_ids=pos, cache=cache, use_cache=True)
-            next_id = int(self.backbone.lm_head(out.last_hidden_state[:, -1]).argmax(-1))
-            position += 1
-        return tokens
+        b = first_logits.shape[0]
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        if max_new_tokens <= 0:
+            return tokens
+        lm, device = self.backbone.language_model, first_logits.device
+        ready = None
+        if mask is not None and lm.config._attn_implementation == "sdpa":
+            if set(lm.config.layer_types or ["full_attention"]) == {"full_attention"}:
+                ready = torch.cat([mask, mask.new_ones(b, max_new_tokens)], dim=1)[:, None, None, :]
+        kv = 0 if mask is None else mask.shape[1]
+        rows = list(range(b))  # batch row -> query index
+        next_ids = first_logits.argmax(-1).tolist()
+        while True:
+            keep = []
+            for j, (r, t) in enumerate(zip(rows, next_ids)):
+                if t != eos:
+                    tokens[r].append(t)
+                    if len(tokens[r]) < max_new_tokens:
+                        keep.append(j)
+            if not keep:
+                return tokens
+            if len(keep) < len(rows):
+                idx = torch.tensor(keep, device=device)
+                cache.batch_select_indices(idx)
+                positions = positions[idx]
+                mask = None if mask is None else mask[idx]
+                ready = None if ready is None else ready[idx]
+                rows, next_ids = [rows[j] for j in keep], [next_ids[j] for j in keep]
+            kv += 1
+            if ready is not None:
+                step_mask: Any = {"full_attention": ready[..., :kv]}
+            elif mask is not None:
+                mask = step_mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            else:
+                step_mask = None
+            emb = self.backbone.embed_text(torch.tensor(next_ids, device=device)[:, None])
+            out = lm(
+                inputs_embeds=emb,
+                attention_mask=step_mask,
+                position_ids=self._rope(positions[:, None], position_dims),
+                cache=cache,
+                use_cache=True,
+            )
+            next_ids = self.backbone.lm_head(out.last_hidden_state[:, -1]).argmax(-1).tolist()
+            positions = positions + 1
 
     @torch.no_grad()
     def ground_prefix(self, prefix: VideoPrefix, query_text: str, qid: str = "") -> GroundingPrediction:
-        """Answer one query against a cached prefix; the prefix itself is left unchanged.
+        """Answer one query against a cached prefix (a batch of one); the prefix itself is left unchanged.
 
         Raises ``ValueError`` for an empty query; odd generated text never raises (``parse_failed``).
         """
+        return self.ground_prefix_many(prefix, [query_text], [qid])[0]
+
+    @torch.no_grad()
+    def ground_prefix_many(
+        self, prefix: VideoPrefix, queries: Sequence[str], qids: Sequence[str] | None = None
+    ) -> list[GroundingPrediction]:
+        """Answer several queries against one cached prefix in one batch; the prefix is left unchanged.
+
+        The instructions are right-padded to the longest and prefilled in one forward over the prefix
+        cache expanded to the batch; the attention mask hides the pads from every later token and each
+        row keeps its own positions (the pads take no position: a row's answer follows its last real
+        instruction token). Greedy decoding then runs all rows together. Equals answering the queries
+        one at a time (tests: same text, boxes to float rounding).
+        Raises ``ValueError`` for an empty query (before any work).
+        """
         proc = self._require_processor()
-        instruction = proc.instruction(query_text)
+        qids = [""] * len(queries) if qids is None else list(qids)
+        if len(qids) != len(queries):
+            raise ValueError(f"{len(qids)} qids for {len(queries)} queries")
+        instructions = [proc.instruction(q) for q in queries]
+        if not instructions:
+            return []
+        if len(instructions) > 1 and not self.batchable(prefix):
+            return [self.ground_prefix_many(prefix, [q], [i])[0] for q, i in zip(queries, qids)]
         device = self.st_query_embed.weight.device
-        ids = instruction.input_ids.to(device)[None]
-        cache = copy.deepcopy(prefix.cache)
-        n = ids.shape[1]
-        pos = torch.arange(prefix.next_position, prefix.next_position + n, device=device)[None]
+        b = len(instructions)
+        lengths = [int(ins.input_ids.shape[0]) for ins in instructions]
+        n = max(lengths)
+        ids = torch.full((b, n), proc.eos_token_id, dtype=torch.long)
+        valid = torch.zeros(b, n, dtype=torch.bool)
+        for k, ins in enumerate(instructions):
+            ids[k, : lengths[k]] = ins.input_ids
+            valid[k, : lengths[k]] = True
+        ids, valid = ids.to(device), valid.to(device)
+        mask = None
+        if min(lengths) < n:  # pads present: hide them from every later token
+            mask = torch.cat([valid.new_ones(b, prefix.length), valid], dim=1)
+        cache = self._expand_cache(prefix.cache, b)
+        pos = torch.arange(prefix.next_position, prefix.next_position + n, device=device)[None].expand(b, n)
         out = self.backbone.language_model(
-            inputs_embeds=self.backbone.embed_text(ids), position_ids=pos, cache=cache, use_cache=True
+            inputs_embeds=self.backbone.embed_text(ids),
+            attention_mask=mask,
+            position_ids=self._rope(pos, prefix.position_dims),
+            cache=cache,
+            use_cache=True,
         )
-        hidden = out.last_hidden_state[0]
-        decoded = self.space_decoder(
-            prefix.visual_states[None], prefix.query_states[None], hidden[instruction.query_mask.to(device)][None]
-        )
+        hidden = out.last_hidden_state  # [B, n, D]
+        last = torch.tensor([m - 1 for m in lengths], device=device)
+        first_logits = self.backbone.lm_head(hidden[torch.arange(b, device=device), last])
+
+        # the space decoder runs per query: it is tiny next to the LM, and a batched call rounds
+        # differently (1 ulp) from a single one, which would break "many == one by one" exactly
+        boxes, relevance = [], []
+        for k, ins in enumerate(instructions):
+            decoded = self.space_decoder(
+                prefix.visual_states[None],
+                prefix.query_states[None],
+                hidden[k, : lengths[k]][ins.query_mask.to(device)][None],
+            )
+            boxes.append(decoded.boxes[0].float().cpu().numpy())
+            relevance.append(decoded.relevance_logits[0].float().cpu().numpy())
+
         box_text = self.config.box_head == "text"
         budget = self.config.max_new_tokens_text_boxes if box_text else self.config.max_new_tokens
-        first_logits = self.backbone.lm_head(out.last_hidden_state[:, -1])[0]
-        tokens = self._greedy(cache, first_logits, prefix.next_position + n, budget)
-        text = proc.decode(tokens)
-        text_boxes = proc.parse_boxes(text, len(prefix.geometry.indices)) if box_text else None
-        return build_prediction(
-            qid,
-            text,
-            prefix.geometry,
-            span_source=self.config.span_source,
-            decoder_boxes_cxcywh=decoded.boxes[0].float().cpu().numpy(),
-            relevance_logits=decoded.relevance_logits[0].float().cpu().numpy(),
-            text_boxes_xyxy=text_boxes,
-            threshold=self.config.relevance_threshold,
-        )
+        start = torch.tensor([prefix.next_position + m for m in lengths], device=device)
+        generated = self._greedy(cache, mask, first_logits, start, budget, prefix.position_dims)
+        preds = []
+        for k, tokens in enumerate(generated):
+            answer = proc.decode(tokens)
+            preds.append(
+                build_prediction(
+                    qids[k],
+                    answer,
+                    prefix.geometry,
+                    span_source=self.config.span_source,
+                    decoder_boxes_cxcywh=boxes[k],
+                    relevance_logits=relevance[k],
+                    text_boxes_xyxy=proc.parse_boxes(answer, len(prefix.geometry.indices)) if box_text else None,
+                    threshold=self.config.relevance_threshold,
+                )
+            )
+        return preds
 
     # ------------------------------------------------------------------ training
     def prepare_inputs(

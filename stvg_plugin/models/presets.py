@@ -101,6 +101,9 @@ def build_config(
         )
     elif spec.get("size") == "tiny":
         vlm_config = adapter.tiny_config(vocab_size, special_ids)
+        vision = getattr(vlm_config, "vision_config", None)
+        if spec.get("frame_size") and hasattr(vision, "image_size"):  # SigLIP's fixed grid follows the frames
+            vision.image_size = int(spec["frame_size"][0])
     else:
         vlm_config = adapter.large_config()
     return SpaceVLLMConfig(vlm_config=vlm_config, **_config_fields(spec))

@@ -90,20 +90,31 @@ class PromptedGrounder:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str = "cpu", dtype: str | torch.dtype = "auto", **kwargs: Any
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str | torch.dtype = "auto",
+        allow_pickle: bool = False,
+        **kwargs: Any,
     ) -> PromptedGrounder:
-        """Load a local checkpoint folder (no hub access, no remote code)."""
+        """Load a local checkpoint folder (no hub access, no remote code, safetensors unless ``allow_pickle``)."""
         from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+        from stvg_plugin.models.checkpoint import check_checkpoint_files
 
         path = Path(path)
         if not path.is_dir():
             raise StvgError(f"{path}: checkpoint folder not found")
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)  # JSON only
         family = SUPPORTED_MODEL_TYPES.get(config.model_type)
         if family is None:
             raise StvgError(f"{path}: model_type {config.model_type!r} is not supported by the prompted backend "
                             f"(supported: {sorted(SUPPORTED_MODEL_TYPES)})")
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dtype)
+        check_checkpoint_files(path, allow_pickle=allow_pickle)  # before any weight file is opened
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            path, local_files_only=True, dtype=dtype, use_safetensors=not allow_pickle
+        )
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         return cls(model.to(device), tokenizer, image_processor, family=family, **kwargs)

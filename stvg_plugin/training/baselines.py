@@ -1,0 +1,36 @@
+"""Chance level: seeded random spans and boxes, scored with the same metrics as a trained model.
+
+Why: a learnability number means something only next to what guessing gets. The random predictor
+draws, per query, a span between two uniform frame indices and one box (uniform centre, sides
+uniform in 10-60 % of the frame) held over that span; it never looks at the video or the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from stvg_plugin.data import GroundingPrediction, GroundingQuery
+
+
+def random_prediction(q: GroundingQuery, rng: np.random.Generator) -> GroundingPrediction:
+    n = max(int(q.num_frames), 1)
+    a, b = sorted(int(v) for v in rng.integers(0, n + 1, size=2))
+    if b == a:
+        b = min(a + 1, n)
+        a = b - 1
+    w, h = max(q.width, 1), max(q.height, 1)
+    bw, bh = rng.uniform(0.1, 0.6) * w, rng.uniform(0.1, 0.6) * h
+    cx, cy = rng.uniform(bw / 2, w - bw / 2), rng.uniform(bh / 2, h - bh / 2)
+    box = [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]
+    fps = q.fps if q.fps > 0 else 1.0
+    return GroundingPrediction(qid=q.qid, span_frames=(a, b), span_s=(a / fps, b / fps),
+                               boxes={f: list(box) for f in range(a, b)}, span_source="random")
+
+
+def random_predictions(queries: Sequence[GroundingQuery], seed: int = 0) -> Iterator[GroundingPrediction]:
+    """One random prediction per query; the same seed gives the same predictions."""
+    rng = np.random.default_rng(seed)
+    for q in queries:
+        yield random_prediction(q, rng)

@@ -1,0 +1,257 @@
+"""Training loop on accelerate: the same code runs on 2 CPU cores, one GPU, or DDP/FSDP/DeepSpeed.
+
+Multi-device behaviour comes from accelerate's own config (``accelerate launch``), never from code
+here. One micro-step = one example (frame counts differ across tasks, and the model core loops over
+examples anyway); ``grad_accum`` micro-steps make one optimizer step. Each process draws its own
+examples from the deterministic stream (``TrainData``), so a resumed run repeats exactly the data,
+losses and updates of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from stvg_plugin.data import StvgError
+from stvg_plugin.models.losses import box_losses, relevance_loss
+from stvg_plugin.training import checkpoints as ckpt
+from stvg_plugin.training.dataset import TrainData, TrainExample
+from stvg_plugin.training.parts import has_lora, plain_state_dict
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("lm", "l1", "giou", "relevance")
+LOG_NAME = "train_log.jsonl"
+
+
+class NonFiniteLossError(StvgError):
+    """A NaN/inf loss or gradient: the run stops; the last checkpoint on disk is untouched."""
+
+
+@dataclass
+class TrainerConfig:
+    """The ``trainer`` config group (``conf/trainer/*.yaml``); unknown keys are an error."""
+
+    max_steps: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    save_every: int = 0
+    keep_last: int = 2
+    seed: int = 0
+    num_threads: int | None = None
+    mixed_precision: str = "auto"
+    device: str = "auto"
+    cache_frames: bool = True
+    num_workers: int = 2
+    video_backend: str = "auto"
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0})
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> TrainerConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise StvgError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(names)}")
+        cfg = cls(**{k: v for k, v in raw.items() if v is not None or k == "num_threads"})
+        bad_w = set(cfg.loss_weights) - set(LOSS_KEYS)
+        if bad_w:
+            raise StvgError(f"trainer.loss_weights has unknown keys {sorted(bad_w)}; known: {LOSS_KEYS}")
+        cfg.loss_weights = {**{"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0}, **dict(cfg.loss_weights)}
+        if cfg.max_steps < 1 or cfg.grad_accum < 1:
+            raise StvgError("trainer.max_steps and trainer.grad_accum must be >= 1")
+        return cfg
+
+
+def mixed_precision_mode(setting: str) -> str:
+    """``auto`` -> bf16 where the GPU supports it, else full precision (CPU bf16 autocast is slow)."""
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def example_losses(out: Any, ex: TrainExample, weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """LM loss on the answer; L1 + GIoU on in-span frames with a box; BCE relevance on all frames."""
+    pred = out.pred_boxes[0]
+    device = pred.device
+    parts = box_losses(pred, ex.gt_boxes.to(device), ex.box_mask.to(device))
+    zero = pred.sum() * 0.0
+    losses = {
+        "lm": out.loss_lm if out.loss_lm is not None else zero,
+        "l1": parts["loss_l1"],
+        "giou": parts["loss_giou"],
+        "relevance": relevance_loss(out.relevance_logits[0], ex.relevance_target.to(device)),
+    }
+    losses["total"] = sum(float(weights[k]) * losses[k] for k in LOSS_KEYS)
+    return losses
+
+
+class Trainer:
+    """Optimizer, schedule, checkpoints, resume and the log around one model and its data."""
+
+    def __init__(self, model: torch.nn.Module, data: TrainData, cfg: TrainerConfig, output_dir: str | Path):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from transformers import get_cosine_schedule_with_warmup
+
+        self.cfg = cfg
+        self.output_dir = Path(output_dir)
+        self.data = data
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=cfg.grad_accum,
+            mixed_precision=mixed_precision_mode(cfg.mixed_precision),
+            cpu=cfg.device == "cpu",
+        )
+        set_seed(cfg.seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise StvgError("no trainable parameters (check train_parts)")
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        n = self.accelerator.num_processes  # the prepared scheduler steps once per process
+        scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps * n, cfg.max_steps * n)
+        model.train()
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_model(self, directory: str | Path) -> Path:
+        """The model core's format (safetensors + config + processor); LoRA folded in."""
+        directory = Path(directory)
+        model = self.unwrapped
+        if has_lora(model):
+            model.save_pretrained(directory, state_dict=plain_state_dict(model))
+        else:
+            model.save_pretrained(directory)
+        return directory
+
+    def save_checkpoint(self) -> Path:
+        """Stage model + accelerate state in a temporary folder, then publish it atomically."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            ckpt.staging_dir(self.output_dir, self.step)
+        acc.wait_for_everyone()
+        tmp = ckpt.checkpoint_root(self.output_dir) / f".tmp_{ckpt.checkpoint_name(self.step)}"
+        acc.save_state(str(tmp / "state"))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self.save_model(tmp / "model")
+            state = {"step": self.step, "max_steps": self.cfg.max_steps, "data": self.data.stats.to_json()}
+            ckpt.publish(tmp, self.output_dir, self.step, state, self.cfg.keep_last)
+        acc.wait_for_everyone()
+        self.last_checkpoint = ckpt.checkpoint_root(self.output_dir) / ckpt.checkpoint_name(self.step)
+        return self.last_checkpoint
+
+    def resume(self, path: Path) -> None:
+        """Load optimizer/scheduler/RNG/weights from a checkpoint and continue after its step."""
+        state = ckpt.read_state(path)
+        self.accelerator.load_state(str(path / "state"))
+        self.step = int(state["step"])
+        self.last_checkpoint = path
+        self._truncate_log(self.step)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines after ``step`` (they came from the interrupted part of a previous run)."""
+        path = self.output_dir / LOG_NAME
+        if not path.exists() or not self.accelerator.is_main_process:
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        path.write_text("".join(keep), encoding="utf-8")
+
+    # ------------------------------------------------------------------ loop
+    def _check_finite(self, value: float, what: str) -> None:
+        if not math.isfinite(value):
+            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
+                "; no checkpoint was written yet"
+            raise NonFiniteLossError(f"non-finite {what} ({value}) at step {self.step + 1}: training stopped{where}")
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` examples; returns the mean losses."""
+        acc, cfg = self.accelerator, self.cfg
+        global_step = self.step * acc.num_processes + acc.process_index
+        examples = self.data.examples(global_step, cfg.grad_accum)
+        sums = dict.fromkeys((*LOSS_KEYS, "total"), 0.0)
+        grad_norm = None
+        for ex in examples:
+            with acc.accumulate(self.model):
+                out = self.model(ex.inputs)
+                losses = example_losses(out, ex, cfg.loss_weights)
+                for k, v in losses.items():
+                    sums[k] += float(v.detach()) / len(examples)
+                self._check_finite(float(losses["total"].detach()), f"loss (example {ex.key})")
+                acc.backward(losses["total"])
+                if acc.sync_gradients and cfg.max_grad_norm > 0:
+                    grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+                    self._check_finite(grad_norm, "gradient norm")
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+        self.step += 1
+        row = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], **{f"loss_{k}": v for k, v in sums.items()}}
+        row["loss"] = row.pop("loss_total")
+        if grad_norm is not None:
+            row["grad_norm"] = grad_norm
+        return row
+
+    def train(self, until: int | None = None) -> dict[str, Any]:
+        """Run to ``max_steps`` (or stop after step ``until``); checkpoints every ``save_every`` steps."""
+        acc, cfg = self.accelerator, self.cfg
+        stop = min(cfg.max_steps, until) if until is not None else cfg.max_steps
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
+                   disable=not acc.is_main_process)
+        t0 = time.perf_counter()
+        start_step = self.step
+        last: dict[str, float] = {}
+        with (self.output_dir / LOG_NAME).open("a", encoding="utf-8") as fh:
+            try:
+                while self.step < stop:
+                    last = self.train_step()
+                    last["time_s"] = round(time.perf_counter() - t0, 3)
+                    if acc.is_main_process:
+                        fh.write(json.dumps(last) + "\n")
+                        fh.flush()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", rel=f"{last['loss_relevance']:.3f}",
+                                    giou=f"{last['loss_giou']:.3f}")
+                    if cfg.save_every > 0 and self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
+                        self.save_checkpoint()
+            finally:
+                bar.close()
+        return {"step": self.step, "steps_run": self.step - start_step,
+                "wall_s": round(time.perf_counter() - t0, 2), "last": last}
+
+    def save_final(self) -> Path:
+        """``output_dir/final/``: the trained model, loadable by ``stvg predict checkpoint=...``."""
+        self.accelerator.wait_for_everyone()
+        final = self.output_dir / "final"
+        if self.accelerator.is_main_process:
+            self.save_model(final)
+        self.accelerator.wait_for_everyone()
+        return final

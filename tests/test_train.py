@@ -1,0 +1,195 @@
+"""The trainer on real synthetic MP4s: exact resume, NaN stop, bad data, frozen parts, LoRA, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stvg_plugin.cli import main
+from stvg_plugin.data import GroundingQuery, read_queries
+from stvg_plugin.models import SpaceVLLMForGrounding, load_grounder
+from stvg_plugin.training import NonFiniteLossError, fit, prepare
+from stvg_plugin.training.checkpoints import list_checkpoints
+from stvg_plugin.training.dataset import expand_tasks
+
+TINY = {"preset": "spacevllm_tiny", "span_source": "relevance"}
+FAST = {"lr": 1e-3, "grad_accum": 2, "num_threads": 1, "warmup_steps": 1, "num_workers": 1, "device": "cpu"}
+
+
+def _queries(synth_dir: Path) -> list[GroundingQuery]:
+    return read_queries(synth_dir / "annotations.jsonl")
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_continues_with_identical_losses(synth_dir: Path, tmp_path: Path) -> None:
+    qs = _queries(synth_dir)
+    mix = {"task_weights": {"stvg": 1.0, "tvg": 0.5, "rec": 0.5}, "derive_tasks": ["tvg", "rec"]}
+    straight = fit(TINY, qs, tmp_path / "a", trainer={**FAST, "max_steps": 6}, resume=None, **mix)
+    assert straight["step"] == 6
+    t = prepare(TINY, qs, tmp_path / "b", trainer={**FAST, "max_steps": 6, "save_every": 3}, resume=None, **mix)
+    t.train(until=3)
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step_0000003"]
+    t2 = prepare(TINY, qs, tmp_path / "b", trainer={**FAST, "max_steps": 6, "save_every": 3}, resume="auto", **mix)
+    assert t2.step == 3
+    t2.train()
+    t2.save_final()
+    a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    keys = ("loss", "loss_lm", "loss_l1", "loss_giou", "loss_relevance", "lr")
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    wa = SpaceVLLMForGrounding.from_pretrained(tmp_path / "a" / "final").state_dict()
+    wb = SpaceVLLMForGrounding.from_pretrained(tmp_path / "b" / "final").state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(synth_dir: Path, tmp_path: Path) -> None:
+    t = prepare(TINY, _queries(synth_dir), tmp_path, trainer={**FAST, "max_steps": 5, "save_every": 2}, resume=None)
+    t.train(until=2)
+    with torch.no_grad():  # a real NaN flowing through the real forward pass
+        t.unwrapped.space_decoder.box_head[0].weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"at step 3.*step_0000002"):
+        t.train()
+    assert t.step == 2
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000002"]
+    assert not list((tmp_path / "checkpoints").glob(".tmp*")) and not (tmp_path / "final").exists()
+    good = SpaceVLLMForGrounding.from_pretrained(tmp_path / "checkpoints" / "step_0000002" / "model")
+    assert all(torch.isfinite(p).all() for p in good.parameters())
+    resumed = prepare(TINY, _queries(synth_dir), tmp_path, trainer={**FAST, "max_steps": 5, "save_every": 2})
+    assert resumed.step == 2 and all(torch.isfinite(p).all() for p in resumed.unwrapped.parameters())
+
+
+def test_undecodable_videos_are_skipped_and_counted(synth_dir: Path, bad_videos: dict, tmp_path: Path) -> None:
+    good = _queries(synth_dir)
+    bad = [
+        GroundingQuery(qid=f"bad_{name}", video=str(path), query="the red circle", fps=10.0, num_frames=40,
+                       width=160, height=120, span_frames=(5, 20), boxes={f: [10.0, 10.0, 50.0, 50.0] for f in range(5, 20)})
+        for name, path in bad_videos.items() if name != "single_frame"
+    ]
+    t = prepare(TINY, good + bad, tmp_path, trainer={**FAST, "max_steps": 2}, resume=None)
+    stats = t.data.stats
+    assert set(stats.skipped_videos) == {q.video for q in bad}
+    assert all(stats.skipped_videos[q.video] for q in bad), "each skip names its reason"
+    assert stats.skipped_samples["undecodable_video"] == len(bad)
+    assert all(not s.query.qid.startswith("bad_") for s in t.data.samples)
+    assert t.train()["step"] == 2
+    # streaming mode meets the bad videos during training instead, and skips them the same way
+    t2 = prepare(TINY, bad + good[:2], tmp_path / "stream", trainer={**FAST, "max_steps": 3, "cache_frames": False},
+                 resume=None)
+    assert t2.train()["step"] == 3
+    assert t2.data.stats.skipped_samples["undecodable_video"] > 0
+    assert set(t2.data.stats.skipped_videos) <= {q.video for q in bad}
+
+
+def test_span_outside_the_video_is_clipped_and_counted(synth_dir: Path, tmp_path: Path) -> None:
+    q = _queries(synth_dir)[0]
+    long = GroundingQuery(**{**q.__dict__, "qid": "overlong", "span_frames": (q.span_frames[0], q.num_frames + 50)})
+    outside = GroundingQuery(**{**q.__dict__, "qid": "outside", "span_frames": (q.num_frames + 10, q.num_frames + 20)})
+    t = prepare(TINY, [long, outside], tmp_path, trainer={**FAST, "max_steps": 2}, resume=None)
+    t.train()
+    assert t.data.stats.clipped_spans == 4  # 2 steps x 2 examples, all from the one usable query
+    assert t.data.stats.skipped_samples["span_outside_video"] > 0
+
+
+def test_derived_tasks_have_the_right_targets(synth_dir: Path, tmp_path: Path) -> None:
+    qs = _queries(synth_dir)
+    samples = expand_tasks(qs, ["tvg", "rec"])
+    assert sorted({s.task for s in samples}) == ["rec", "stvg", "tvg"] and len(samples) == 3 * len(qs)
+    t = prepare(TINY, qs, tmp_path, trainer={**FAST, "max_steps": 1}, task_weights={"stvg": 1, "tvg": 1, "rec": 1},
+                derive_tasks=["tvg", "rec"], resume=None)
+    seen = {}
+    for step in range(30):
+        for ex in t.data.examples(step, 2):
+            seen.setdefault(ex.task, ex)
+    assert set(seen) == {"stvg", "tvg", "rec"}
+    proc = t.unwrapped.processor
+    rec, tvg, stvg = seen["rec"], seen["tvg"], seen["stvg"]
+    assert rec.inputs.answer_ids is None and rec.box_mask.tolist() == [True] and rec.relevance_target.tolist() == [1.0]
+    assert len(rec.inputs.timestamps) == 1
+    assert not tvg.box_mask.any() and tvg.relevance_target.sum() > 0
+    assert stvg.box_mask.any() and torch.equal(stvg.box_mask.float(), stvg.relevance_target)
+    answer = proc.decode(stvg.inputs.answer_ids[:-1].tolist())
+    assert proc.parse_span(answer) is not None and answer.startswith("from ")
+
+
+def test_train_parts_freeze_the_rest(synth_dir: Path, tmp_path: Path) -> None:
+    t = prepare(TINY, _queries(synth_dir), tmp_path, trainer={**FAST, "max_steps": 2},
+                train_parts=["queries", "decoder"], resume=None)
+    m = t.unwrapped
+    assert all(p.requires_grad for p in m.st_query_embed.parameters())
+    assert all(p.requires_grad for p in m.space_decoder.parameters())
+    assert not any(p.requires_grad for p in m.backbone.parameters())
+    before = _state(m)
+    t.train()
+    after = _state(m)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("space_decoder.") for k in changed) and any(k.startswith("st_query_embed") for k in changed)
+    assert not any(k.startswith("backbone.") for k in changed)
+    with pytest.raises(ValueError, match="unknown parts"):
+        prepare(TINY, _queries(synth_dir), tmp_path / "x", train_parts=["decoder", "eyes"], resume=None)
+
+
+def test_lora_wraps_the_llm_trains_and_saves_merged(synth_dir: Path, tmp_path: Path) -> None:
+    from peft.tuners.lora import LoraLayer
+
+    lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    t = prepare(TINY, _queries(synth_dir), tmp_path, trainer={**FAST, "max_steps": 4, "lr": 5e-3},
+                train_parts=["queries", "decoder", "llm"], lora=lora, resume=None)
+    m = t.unwrapped
+    lm = m.backbone.vlm.model.language_model
+    assert type(lm).__name__ == "PeftModel" and any(isinstance(x, LoraLayer) for x in lm.modules())
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert any("lora_B" in n for n in trainable)
+    assert not any("language_model" in n and "lora_" not in n for n in trainable), "the base LLM stays frozen"
+    before = _state(m)
+    t.train()
+    final = t.save_final()
+    after = _state(m)
+    assert any("lora_B" in k and not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in before if "base_layer" in k)
+    loaded = SpaceVLLMForGrounding.from_pretrained(final)  # plain model core format, LoRA folded in
+    q = _queries(synth_dir)[0]
+    sampled = load_grounder(TINY).sample(q.video)
+    m.eval()
+    with torch.no_grad():
+        a = m(m.prepare_inputs(sampled, q.query))
+        b = loaded(loaded.prepare_inputs(sampled, q.query))
+    torch.testing.assert_close(a.pred_boxes, b.pred_boxes, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a.relevance_logits, b.relevance_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_stvg_train_cli_writes_final_config_and_log(synth_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = main(["train", f"annotations={synth_dir / 'annotations.jsonl'}", f"output_dir={out}", "trainer=cpu_tiny",
+                 "trainer.max_steps=3", "trainer.save_every=2", "trainer.grad_accum=1", "task_weights.tvg=0.5",
+                 "derive_tasks=[tvg]", "model.span_source=relevance"])
+    assert code == 0
+    assert (out / ".hydra" / "config.yaml").is_file()
+    assert (out / "final" / "model.safetensors").is_file() and not list((out / "final").glob("*.bin"))
+    rows = _log(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r[k]) for r in rows for k in ("loss", "loss_lm", "loss_l1", "loss_giou", "loss_relevance"))
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["tasks"] == {"stvg": len(_queries(synth_dir)), "tvg": len(_queries(synth_dir))}
+    g = load_grounder({"preset": "spacevllm_tiny"}, checkpoint=out / "final")
+    assert g.model.config.span_source == "relevance"
+    # an unknown trainer key is a clear error, not a silent default
+    code = main(["train", f"annotations={synth_dir / 'annotations.jsonl'}", f"output_dir={tmp_path / 'bad'}",
+                 "+trainer.max_stepz=3"])
+    assert code == 2
+
+
+def test_missing_annotations_fail_before_training(tmp_path: Path, capsys) -> None:
+    code = main(["train", f"annotations={tmp_path / 'nope.jsonl'}", f"output_dir={tmp_path / 'o'}"])
+    assert code == 2
+    assert "annotations" in capsys.readouterr().err
