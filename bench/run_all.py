@@ -66,7 +66,9 @@ def main() -> int:
     out = Path("outputs/bench/results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(), "quick": args.quick}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    from stvg_plugin.data import atomic_write_text
+
+    atomic_write_text(out, json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
     return 0
 
 

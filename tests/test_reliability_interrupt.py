@@ -38,7 +38,7 @@ _predict = g.Grounder.predict
 def slow(self, queries, progress=True):
     for pred in _predict(self, queries, progress=False):
         yield pred
-        time.sleep(0.4)
+        time.sleep(0.25)
 g.Grounder.predict = slow
 from stvg_plugin.cli import main
 sys.exit(main(sys.argv[1:]))

@@ -15,6 +15,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,25 @@ def test_predict_with_pickle_checkpoint_fails_cleanly_naming_the_file(tmp_path: 
         code = main(["predict", f"annotations={ann}", f"checkpoint={ckpt}", f"output_dir={tmp_path / 'out'}"])
     assert code == 2 and "pytorch_model.bin" in err.getvalue() and "allow_pickle" in err.getvalue()
     assert not sentinel.exists() and not (tmp_path / "out" / "predictions.jsonl").exists()
+
+
+def test_checkpoint_without_config_is_refused_before_building_a_model(tmp_path: Path) -> None:
+    """Without ``config.json`` transformers would build the default (7B) model: gigabytes, then an OOM kill."""
+    from safetensors.torch import save_file
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    save_file({"x": torch.zeros(1)}, str(ckpt / "model.safetensors"))
+    ann = tmp_path / "a.jsonl"
+    ann.write_text(json.dumps({"qid": "q", "video": "v.mp4", "query": "x"}) + "\n", encoding="utf-8")
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30)); "
+    proc = subprocess.run(
+        [sys.executable, "-c", limit + "import sys; from stvg_plugin.cli import main; sys.exit(main(sys.argv[1:]))",
+         "predict", f"annotations={ann}", f"checkpoint={ckpt}", f"output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no config.json" in proc.stderr and str(ckpt) in proc.stderr
 
 
 def test_allow_pickle_still_loads_weights_only(tmp_path: Path) -> None:

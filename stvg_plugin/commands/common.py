@@ -44,4 +44,5 @@ def load_queries_from_cfg(cfg: DictConfig) -> list:
     annotations = require_path(cfg, "annotations")
     extra = cfg.get("benchmark_kwargs") or {}
     kwargs = OmegaConf.to_container(extra, resolve=True) if not isinstance(extra, dict) else dict(extra)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # unset options (null env defaults) mean absent
     return load_benchmark(cfg.benchmark, str(annotations), video_root=cfg.get("video_root"), **kwargs)

@@ -27,7 +27,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     protocol = cfg.get("protocol") or default_protocol(cfg.benchmark)
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
-    result = evaluate(queries, iter_predictions(predictions), protocol=protocol, box_fill=cfg.get("box_fill", "none"))
+    thresholds = tuple(float(t) for t in cfg.get("thresholds") or (0.3, 0.5))
+    result = evaluate(queries, iter_predictions(predictions), protocol=protocol, thresholds=thresholds,
+                      box_fill=cfg.get("box_fill", "none"))
     summary = dict(result.summary)
     summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions)})
     write_jsonl(output_dir / "per_query.jsonl", result.per_query)

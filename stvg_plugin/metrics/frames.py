@@ -175,4 +175,3 @@ def seconds_to_universe_span(
     start[~valid] = 0
     end[~valid] = 0
     return start, end
-

@@ -179,9 +179,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         rq, rf = qi[in_gt], fr[in_gt]
     gt_source = ([q.boxes for q in queries], offset, False)
     if box_fill == "none":
-        (gbox, gfound), (pbox, pfound) = gather_boxes_many(
-            [gt_source, (pred_dicts, None, True)], rq, rf, stats=stats
-        )
+        (gbox, gfound), (pbox, pfound) = gather_boxes_many([gt_source, (pred_dicts, None, True)], rq, rf, stats=stats)
     else:
         ((gbox, gfound),) = gather_boxes_many([gt_source], rq, rf)
     if spec.clip_gt_to_image:
@@ -228,7 +226,14 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
     v_keys = [(f"vIoU@{th}", th) for th in thresholds]
     g_keys = [(f"gt_vIoU@{th}", th) for th in thresholds]
     for t, v, g, s0, s1, p0, p1, has in zip(
-        tiou.tolist(), viou.tolist(), gt_viou.tolist(), gs.tolist(), ge.tolist(), ps.tolist(), pe.tolist(), has_pred.tolist()
+        tiou.tolist(),
+        viou.tolist(),
+        gt_viou.tolist(),
+        gs.tolist(),
+        ge.tolist(),
+        ps.tolist(),
+        pe.tolist(),
+        has_pred.tolist(),
     ):
         row = {"tIoU": t, "vIoU": v, "gt_vIoU": g}
         for key, th in v_keys:
@@ -268,10 +273,20 @@ def _pred_spans(preds, nq, counters):
     return np.array(ps_list, dtype=np.int64), np.array(pe_list, dtype=np.int64), by_seconds, t0, t1
 
 
+_FRAME_LIMIT = float(2**62)  # |frame| bound before the int64 cast: +-1e300 s must not wrap around
+
+
 def _seconds_to_raw_frames(fps, t0, t1):
-    """Dense protocols: the project's seconds -> frames rule on the full frame axis."""
-    start = np.ceil(t0 * fps - 1e-9).astype(np.int64)
-    end = np.floor(t1 * fps + 1e-9).astype(np.int64) + 1
+    """Dense protocols: the project's seconds -> frames rule on the full frame axis.
+
+    ``t * fps`` is clipped to +-2**62 before the cast (a finite but huge ``span_s`` such as 1e300 would
+    otherwise cast to garbage with a RuntimeWarning); values inside that range are unchanged.
+    """
+    with np.errstate(over="ignore"):  # t * fps may overflow to +-inf; the clip below bounds it
+        f0 = np.clip(t0 * fps, -_FRAME_LIMIT, _FRAME_LIMIT)
+        f1 = np.clip(t1 * fps, -_FRAME_LIMIT, _FRAME_LIMIT)
+    start = np.ceil(f0 - 1e-9).astype(np.int64)
+    end = np.floor(f1 + 1e-9).astype(np.int64) + 1
     start = np.maximum(start, 0)
     return start, np.maximum(end, start)
 

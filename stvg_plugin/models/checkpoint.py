@@ -24,14 +24,16 @@ def check_checkpoint_files(directory: str | Path, *, allow_pickle: bool = False)
         raise StvgError(f"checkpoint folder not found: {d}")
     safe = sorted(d.glob("*.safetensors"))
     pickled = sorted(p for p in d.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
-    if safe:
-        return safe
-    if pickled and not allow_pickle:
+    if not safe and pickled and not allow_pickle:
         names = ", ".join(p.name for p in pickled)
         raise UnsafeCheckpointError(
             f"{d}: only pickle-based weights found ({names}); refusing to load them. Convert to safetensors, "
             "or pass allow_pickle=True if you trust this file"
         )
-    if not pickled:
+    if not safe and not pickled:
         raise StvgError(f"{d}: no model weights (*.safetensors) found")
-    return []
+    # without it transformers would build the class's default config - for SpaceVLLM the full-size
+    # model, gigabytes allocated before the weights are found not to fit
+    if not (d / "config.json").is_file():
+        raise StvgError(f"{d}: no config.json; expected a folder written by save_pretrained")
+    return safe

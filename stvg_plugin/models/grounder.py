@@ -103,9 +103,11 @@ class Grounder:
             for q in group:
                 yield GroundingPrediction(qid=q.qid, error=str(sampled))
             return
+        # Any failure on one video (an odd frame size, a model error) becomes that video's error
+        # predictions, counted and named by ``stvg evaluate``: the rest of the run is kept.
         try:
             prefix = self.model.encode_video(sampled)
-        except (StvgError, ValueError) as exc:
+        except Exception as exc:
             for q in group:
                 yield GroundingPrediction(qid=q.qid, error=f"cannot encode video {group[0].video}: {exc}")
             return
@@ -114,13 +116,14 @@ class Grounder:
         try:
             for q, pred in zip(valid, self._ground_batches(prefix, [q.query for q in valid], [q.qid for q in valid])):
                 answers[id(q)] = pred
-        except (StvgError, ValueError):  # find which query failed: one by one
+        except Exception:  # find which query failed: one by one
             for q in valid:
                 if id(q) in answers:
                     continue
                 try:
                     answers[id(q)] = self.model.ground_prefix(prefix, q.query, q.qid)
-                except (StvgError, ValueError) as exc:
+                except Exception as exc:
+                    log.warning("query %s failed: %s: %s", q.qid, type(exc).__name__, exc)
                     answers[id(q)] = GroundingPrediction(qid=q.qid, error=f"{type(exc).__name__}: {exc}")
         for q in group:
             yield answers.get(id(q)) or GroundingPrediction(qid=q.qid, error="empty query text")
@@ -162,7 +165,8 @@ def load_grounder(
     return Grounder(model, video_backend=spec.get("video_backend", "auto"))
 
 
-_PROMPTED_KEYS = ("num_frames", "sample_fps", "max_frames", "frame_size", "max_pixels", "max_new_tokens", "style")
+_PROMPTED_KEYS = ("num_frames", "sample_fps", "max_frames", "frame_size", "max_pixels", "max_new_tokens", "style",
+                  "allow_pickle")
 
 
 def _load_prompted(spec: Mapping[str, Any], checkpoint: str | Path | None, device: str | torch.device):

@@ -31,6 +31,7 @@ Reading order: ``VideoPrefix`` -> ``SpaceVLLMForGrounding.__init__`` -> ``_prefi
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from transformers.utils import ModelOutput
 
 from stvg_plugin.data import GroundingPrediction, Span
 from stvg_plugin.models.backbones import QUERY, VISUAL, BackboneAdapter, get_backbone
-from stvg_plugin.models.checkpoint import check_checkpoint_files
+from stvg_plugin.models.checkpoint import UnsafeCheckpointError, check_checkpoint_files
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.decoding import VideoGeometry, build_prediction
 from stvg_plugin.models.losses import grounding_loss
@@ -493,6 +494,9 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         check_checkpoint_files(path, allow_pickle=allow_pickle)
         kwargs.setdefault("local_files_only", True)
         kwargs.setdefault("use_safetensors", not allow_pickle)
-        model = super().from_pretrained(str(path), *args, **kwargs)
+        try:
+            model = super().from_pretrained(str(path), *args, **kwargs)
+        except pickle.UnpicklingError as exc:  # allow_pickle, but torch's weights_only loader refused the file
+            raise UnsafeCheckpointError(f"{path}: the pickled weights were refused by the safe loader: {exc}") from None
         model.processor = SpaceVLLMProcessor.from_pretrained(path, model.config, get_backbone(model.config.backbone))
         return model.eval()

@@ -1,0 +1,103 @@
+"""Does the model core learn to ground? Synthetic data -> train -> predict -> evaluate, vs chance.
+
+    .venv/bin/python examples/learnability.py --out outputs/learnability            # model + ablation
+    .venv/bin/python examples/learnability.py --out outputs/learnability --no-ablation
+
+Steps (each one the real command, printed as it runs, so the numbers can be reproduced by hand):
+1. ``generate_synthetic``: training videos (seed 100) and held-out videos (seed 200, never trained on);
+2. ``stvg train`` the tiny preset (``trainer=cpu_tiny`` + the overrides below);
+3. ``stvg predict checkpoint=.../final`` on the held-out videos;
+4. ``stvg_plugin.metrics.evaluate`` (tubedetr protocol) of the model, of seeded random predictions
+   (chance) and, unless ``--no-ablation``, of the same run with boxes written as text by the LLM
+   (``model.box_head=text``, SpaceVLLM's decoder removed from the box path).
+Prints a table and writes ``results.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stvg_plugin.data import read_predictions, read_queries
+from stvg_plugin.metrics import evaluate
+from stvg_plugin.synth import generate_synthetic
+from stvg_plugin.training.baselines import random_predictions
+
+KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
+# the synthetic generator as used here (defaults otherwise: 160x120, 10 fps, 6-10 s)
+SYNTH = {"max_queries_per_video": 1, "max_distractors": 1}
+# the tiny preset tuned for learning on CPU: 16 frames of 64x64 px (16 visual tokens per frame)
+MODEL = ["model.num_frames=16", "model.frame_size=[64,64]", "model.span_source=relevance", "model.decoder_dim=64"]
+TRAINER = ["trainer=cpu_tiny", "trainer.max_steps=4000", "trainer.lr=2e-3", "trainer.grad_accum=1",
+           "trainer.warmup_steps=100", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
+           "task_weights.rec=0.5", "derive_tasks=[rec]", "resume=null"]
+
+
+def stvg(args: list[str]) -> float:
+    """Run one ``stvg`` command in a fresh process (as a user would); returns its wall time."""
+    cmd = [sys.executable, "-m", "stvg_plugin.cli", *args]
+    print("$ stvg " + " ".join(args), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return round(time.perf_counter() - t0, 1)
+
+
+def scores(queries, predictions) -> dict[str, float]:
+    summary = evaluate(queries, predictions, protocol="tubedetr").summary
+    return {k: round(float(summary[k]), 4) for k in KEYS}
+
+
+def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra: list[str], max_steps: int | None) -> dict:
+    run = out / name
+    overrides = [*MODEL, *TRAINER, *extra] + ([f"trainer.max_steps={max_steps}"] if max_steps else [])
+    train_s = stvg(["train", f"annotations={train_ann}", f"output_dir={run}", *overrides])
+    predict_s = stvg(["predict", f"checkpoint={run / 'final'}", f"annotations={val_ann}",
+                      f"output_dir={run / 'predict_val'}", "model.span_source=relevance"])
+    preds = read_predictions(run / "predict_val" / "predictions.jsonl")
+    return {"scores": scores(read_queries(val_ann), preds), "train_s": train_s, "predict_s": predict_s,
+            "overrides": overrides}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("outputs/learnability"))
+    ap.add_argument("--train-videos", type=int, default=200)
+    ap.add_argument("--val-videos", type=int, default=40)
+    ap.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (both runs)")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the box_head=text run")
+    args = ap.parse_args()
+    out = args.out.resolve()
+    t0 = time.perf_counter()
+    train_ann = generate_synthetic(out / "synth_train", num_videos=args.train_videos, seed=100,
+                                   write_hcstvg_json=False, **SYNTH)
+    val_ann = generate_synthetic(out / "synth_val", num_videos=args.val_videos, seed=200,
+                                 write_hcstvg_json=False, **SYNTH)
+    synth_s = round(time.perf_counter() - t0, 1)
+    val = read_queries(val_ann)
+    results: dict = {"synth": {**SYNTH, "train_videos": args.train_videos, "val_videos": args.val_videos,
+                               "train_queries": len(read_queries(train_ann)), "val_queries": len(val),
+                               "seconds": synth_s}}
+    results["chance"] = {"scores": scores(val, list(random_predictions(val, seed=0)))}
+    results["model"] = train_and_score("decoder", out, train_ann, val_ann, [], args.max_steps)
+    if not args.no_ablation:
+        results["text_boxes"] = train_and_score("text_boxes", out, train_ann, val_ann, ["model.box_head=text"],
+                                                args.max_steps)
+    results["total_s"] = round(time.perf_counter() - t0, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"\nheld-out synthetic: {len(val)} queries on {args.val_videos} unseen videos (tubedetr protocol)")
+    print(f"{'predictor':<28}" + "".join(f"{k:>10}" for k in KEYS) + f"{'train s':>10}")
+    labels = {"model": "model (space decoder)", "text_boxes": "ablation: boxes as text", "chance": "chance (random)"}
+    for key in ("model", "text_boxes", "chance"):
+        if key in results:
+            r = results[key]
+            print(f"{labels[key]:<28}" + "".join(f"{r['scores'][k]:>10.3f}" for k in KEYS)
+                  + f"{r.get('train_s', ''):>10}")
+    print(f"\nwrote {out / 'results.json'} (total {results['total_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
