@@ -1,4 +1,4 @@
-"""Rendering and the HTML report: real MP4/GIF output, real plots; no FiftyOne, no database."""
+"""Rendering and the HTML report (stvg_plugin.viz): real MP4/GIF output, real plots; no FiftyOne, no database."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stvg_plugin.viz.render import GT_COLOR, PRED_COLOR, render_query
-from stvg_plugin.viz.report import write_report
 from stvg_plugin.data import GroundingPrediction, read_queries
 from stvg_plugin.video import probe_video, sample_video
+from stvg_plugin.viz.render import GT_COLOR, PRED_COLOR, render_query
+from stvg_plugin.viz.report import write_report
 
 
 @pytest.fixture(scope="module")
