@@ -10,6 +10,7 @@ a prediction with ``error`` set; the run goes on.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
@@ -39,6 +40,8 @@ class _StvgGrounderModel(lmms):
             raise StvgError(f"{type(self).__name__}: unknown --model_args {sorted(kwargs)}")
         self._device = _resolve_device(device)
         self.grounder: Any = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            atexit.register(_destroy_process_group)
 
     @property
     def device(self) -> str:
@@ -82,6 +85,15 @@ class _StvgGrounderModel(lmms):
 
     def generate_until_multi_round(self, requests: list) -> list:
         raise NotImplementedError(f"{type(self).__name__} does not support multi-round generation")
+
+
+def _destroy_process_group() -> None:
+    """lmms-eval starts a gloo group for data parallel runs but never ends it; ending it while the
+    interpreter is still alive avoids a C++ ``terminate`` (exit -6) of a rank at shutdown."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _resolve_device(device: str | None) -> str:

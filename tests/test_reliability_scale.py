@@ -63,11 +63,6 @@ def _peak_bytes(queries: list[GroundingQuery], path: Path) -> tuple[int, dict]:
 
 
 @pytest.mark.scale
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics.engine.evaluate keeps every GroundingPrediction (preds list) until all are read: "
-    "measured +39.8 MB peak for +40 MB of raw_text over 20,000 predictions; owner: metrics engine",
-)
 def test_scoring_20000_streamed_predictions_does_not_hold_them(tmp_path: Path) -> None:
     queries = _queries()
     light, heavy = tmp_path / "light.jsonl", tmp_path / "heavy.jsonl"

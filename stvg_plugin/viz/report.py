@@ -12,11 +12,12 @@ import html
 import json
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stvg_plugin.data import GroundingPrediction, GroundingQuery
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, atomic_write_text
 from stvg_plugin.viz.render import prediction_span, render_query
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -29,6 +30,29 @@ def _inside(root: Path, name: str) -> Path:
     if path.parent != root.resolve():
         raise ValueError(f"output {name!r} would leave {root}")
     return path
+
+
+def _save_figure(fig: Any, path: Path, **kwargs: Any) -> None:
+    """``fig.savefig`` into a temporary file in ``path``'s folder, then ``os.replace``: never a half-written image."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=path.suffix.lstrip(".") or None, **kwargs)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _file_mode() -> int:
+    """0666 minus the umask: what a plain ``savefig(path)`` would have given (``mkstemp`` gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _plots(out: Path, rows: list[dict], worst: list[dict], queries: dict, preds: dict) -> dict[str, Path]:
@@ -46,7 +70,7 @@ def _plots(out: Path, rows: list[dict], worst: list[dict], queries: dict, preds:
     ax.set(xlabel="vIoU", ylabel="queries", title=f"vIoU over {len(viou)} queries")
     paths["viou_hist"] = out / "viou_hist.png"
     fig.tight_layout()
-    fig.savefig(paths["viou_hist"], dpi=100)
+    _save_figure(fig, paths["viou_hist"], dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -56,7 +80,7 @@ def _plots(out: Path, rows: list[dict], worst: list[dict], queries: dict, preds:
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="tIoU", ylabel="vIoU", title="tIoU vs vIoU (vIoU <= tIoU)")
     paths["tiou_vs_viou"] = out / "tiou_vs_viou.png"
     fig.tight_layout()
-    fig.savefig(paths["tiou_vs_viou"], dpi=100)
+    _save_figure(fig, paths["tiou_vs_viou"], dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(worst), 1) + 1.2))
@@ -77,7 +101,7 @@ def _plots(out: Path, rows: list[dict], worst: list[dict], queries: dict, preds:
         ax.legend(loc="lower right", fontsize=7)
     paths["worst_timeline"] = out / "worst_timeline.png"
     fig.tight_layout()
-    fig.savefig(paths["worst_timeline"], dpi=100)
+    _save_figure(fig, paths["worst_timeline"], dpi=100)
     plt.close(fig)
     return paths
 
@@ -149,10 +173,10 @@ def write_report(
                      f"<td>{cell(r.get('vIoU'))}</td><td>{link}</td></tr>")  # fmt: skip
     lines.append("</table>")
     paths["index"] = out / "index.html"
-    paths["index"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(paths["index"], "\n".join(lines) + "\n")
     if summary:
         paths["summary"] = out / "summary.json"
-        paths["summary"].write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        atomic_write_text(paths["summary"], json.dumps(summary, indent=2, default=str) + "\n")
     for qid, rp in renders.items():
         if rp.exists():
             paths[f"render:{qid}"] = rp
