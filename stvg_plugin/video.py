@@ -21,7 +21,6 @@ import collections
 import math
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from stvg_plugin.data import StvgError
+from stvg_plugin.data import StvgError, atomic_path
 
 BACKENDS = ("auto", "decord", "pyav")
 
@@ -419,13 +418,10 @@ def write_video(
         raise ValueError(f"unsupported video suffix {p.suffix!r}; use one of {sorted(_FORMATS)}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # not mkstemp: its 0600 mode would stick to the published file
-    tmp = str(p.with_name(f".{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{p.suffix}"))
     count = 0
-    try:
+    with atomic_path(p) as tmp:
         options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
-        with av.open(tmp, mode="w", format=fmt, options=options) as container:
+        with av.open(str(tmp), mode="w", format=fmt, options=options) as container:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.pix_fmt = "yuv420p"
             codec_opts = {"crf": str(crf), "preset": preset}
@@ -450,11 +446,6 @@ def write_video(
                 raise ValueError("no frames to write")
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return count
 
 

@@ -103,7 +103,7 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, data: TrainData, cfg: TrainerConfig, output_dir: str | Path):
         from accelerate import Accelerator
-        from accelerate.utils import set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, set_seed
         from transformers import get_cosine_schedule_with_warmup
 
         self.cfg = cfg
@@ -115,6 +115,9 @@ class Trainer:
             gradient_accumulation_steps=cfg.grad_accum,
             mixed_precision=mixed_precision_mode(cfg.mixed_precision),
             cpu=cfg.device == "cpu",
+            # rec examples have no answer (no LM loss) and box_head=text skips decoder boxes: DDP must
+            # tolerate parameters without a gradient in some steps
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         set_seed(cfg.seed)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -127,6 +130,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.step = 0
         self.last_checkpoint: Path | None = None
+        self._truncate_log(0)  # a fresh run in a used folder starts a fresh log (resume keeps its part)
 
     @property
     def unwrapped(self) -> Any:

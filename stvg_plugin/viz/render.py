@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stvg_plugin.data import GroundingPrediction, GroundingQuery, seconds_to_span
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, atomic_path, seconds_to_span
 
 GT_COLOR = (40, 220, 60)
 PRED_COLOR = (235, 40, 40)
@@ -127,7 +127,7 @@ def render_query(
         from PIL import Image
 
         images = [Image.fromarray(f) for f in frames]
-        tmp = out.with_name(f".{out.name}.tmp.gif")
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                           duration=int(round(1000 / fps)), loop=0)
     return out

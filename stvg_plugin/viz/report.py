@@ -12,12 +12,11 @@ import html
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stvg_plugin.data import GroundingPrediction, GroundingQuery, atomic_write_text
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, atomic_path, atomic_write_text
 from stvg_plugin.viz.render import prediction_span, render_query
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -33,26 +32,9 @@ def _inside(root: Path, name: str) -> Path:
 
 
 def _save_figure(fig: Any, path: Path, **kwargs: Any) -> None:
-    """``fig.savefig`` into a temporary file in ``path``'s folder, then ``os.replace``: never a half-written image."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=path.suffix.lstrip(".") or None, **kwargs)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _file_mode() -> int:
-    """0666 minus the umask: what a plain ``savefig(path)`` would have given (``mkstemp`` gives 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    """``fig.savefig`` through :func:`atomic_path`: never a half-written image."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **kwargs)
 
 
 def _plots(out: Path, rows: list[dict], worst: list[dict], queries: dict, preds: dict) -> dict[str, Path]:
