@@ -53,8 +53,8 @@ def check_name(name: Any, what: str = "field") -> str:
 
 
 @dataclass(frozen=True)
-class GtFields:
-    """Names of the ground-truth fields for GT prefix ``gt``."""
+class _SpanFields:
+    """The field layout shared by GT and prediction runs: ``<base>_span``, ``<base>_spans``, ``frames.<base>``."""
 
     base: str
 
@@ -69,6 +69,11 @@ class GtFields:
     @property
     def frames(self) -> str:
         return self.base
+
+
+@dataclass(frozen=True)
+class GtFields(_SpanFields):
+    """Names of the ground-truth fields for GT prefix ``gt``."""
 
     @property
     def queries(self) -> str:
@@ -79,22 +84,8 @@ class GtFields:
 
 
 @dataclass(frozen=True)
-class PredFields:
+class PredFields(_SpanFields):
     """Names of the fields a prediction run writes for prefix ``base``."""
-
-    base: str
-
-    @property
-    def span(self) -> str:
-        return f"{self.base}_span"
-
-    @property
-    def spans(self) -> str:
-        return f"{self.base}_spans"
-
-    @property
-    def frames(self) -> str:
-        return self.base
 
     @property
     def meta(self) -> str:
