@@ -1,4 +1,4 @@
-"""A short learnability run: the tiny model trained for ~1 minute grounds unseen synthetic videos above chance.
+"""A short learnability run: the tiny model trained for under a minute grounds unseen synthetic videos above chance.
 
 The full version (examples/learnability.py, numbers in examples/learnability.md) trains for minutes;
 this one checks the direction on every ``make test``: held-out scores under the tubedetr protocol
@@ -19,8 +19,8 @@ from stvg_plugin.training import fit
 from stvg_plugin.training.baselines import random_predictions
 
 SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6.0), "write_hcstvg_json": False}
-MODEL = {"preset": "spacevllm_tiny", "num_frames": 16, "span_source": "relevance"}
-TRAINER = {"max_steps": 250, "lr": 3e-3, "grad_accum": 4, "warmup_steps": 20, "num_threads": 1, "num_workers": 1,
+MODEL = {"preset": "spacevllm_tiny", "num_frames": 16, "span_source": "relevance", "decoder_visual_source": "projected"}
+TRAINER = {"max_steps": 400, "lr": 3e-3, "grad_accum": 4, "warmup_steps": 20, "num_threads": 1, "num_workers": 1,
            "max_grad_norm": 5.0, "device": "cpu", "loss_weights": {"lm": 0.3}}
 
 

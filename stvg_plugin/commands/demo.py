@@ -69,10 +69,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     steps = _Steps(total=7, env=env)
     stvg = _stvg()
     synth = cfg.synth
+    generator = [f"generator.{k}={json.dumps(v)}" for k, v in (synth.get("generator") or {}).items()]
     steps.run("synthesize train and held-out videos",
-              [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}", f"seed={synth.train_seed}"],
+              [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}",
+               f"seed={synth.train_seed}", *generator],
               [*stvg, "synth", f"output_dir={heldout_data}", f"num_videos={synth.heldout_videos}",
-               f"seed={synth.heldout_seed}"])
+               f"seed={synth.heldout_seed}", *generator])
 
     steps.run("train the tiny SpaceVLLM model (learnability run)", [
         *stvg, "train", f"model={cfg.model}", f"annotations={train_data / 'annotations.jsonl'}",
@@ -81,7 +83,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
 
     steps.run("score it with the stock lmms-eval CLI on stvg_synthetic", [
         *stvg, "lmms-eval", "--model", "spacevllm",
-        "--model_args", f"pretrained={checkpoint}",
+        "--model_args", f"pretrained={checkpoint}" + "".join(f",{k}={v}" for k, v in (cfg.lmms_model_args or {}).items()),
         "--tasks", "stvg_synthetic", "--output_path", str(lmms_dir), "--log_samples",
         "--batch_size", "1", "--device", "cpu"],
         [sys.executable, "-m", "lmms_tasks.results", str(lmms_dir), "stvg_synthetic", str(preds)],

@@ -34,3 +34,23 @@ def random_predictions(queries: Sequence[GroundingQuery], seed: int = 0) -> Iter
     rng = np.random.default_rng(seed)
     for q in queries:
         yield random_prediction(q, rng)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stvg_plugin.training.baselines ANNOTATIONS PREDICTIONS [--seed S]``: chance predictions."""
+    import argparse
+
+    from stvg_plugin.data import read_queries, write_jsonl
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("annotations", help="unified JSONL annotations")
+    parser.add_argument("predictions", help="predictions JSONL to write")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    n = write_jsonl(args.predictions, random_predictions(read_queries(args.annotations), seed=args.seed))
+    print(f"wrote {n} chance predictions to {args.predictions}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -88,6 +88,8 @@ def prepare(
     if found is not None:
         t.resume(found)
         print(f"resuming from {found} (step {t.step})")
+    else:
+        t.start_fresh()
     return t
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from stvg_plugin.data import StvgError
+from stvg_plugin.data import StvgError, atomic_write_text
 from stvg_plugin.models.losses import box_losses, relevance_loss
 from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, TrainExample
@@ -130,7 +130,6 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.step = 0
         self.last_checkpoint: Path | None = None
-        self._truncate_log(0)  # a fresh run in a used folder starts a fresh log (resume keeps its part)
 
     @property
     def unwrapped(self) -> Any:
@@ -174,6 +173,10 @@ class Trainer:
         self._truncate_log(self.step)
         log.info("resumed from %s at step %d", path, self.step)
 
+    def start_fresh(self) -> None:
+        """A fresh run in a used folder starts a fresh log (a resumed one keeps its earlier part)."""
+        self._truncate_log(0)
+
     def _truncate_log(self, step: int) -> None:
         """Drop log lines after ``step`` (they came from the interrupted part of a previous run)."""
         path = self.output_dir / LOG_NAME
@@ -186,7 +189,7 @@ class Trainer:
                     keep.append(line)
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
-        path.write_text("".join(keep), encoding="utf-8")
+        atomic_write_text(path, "".join(keep))
 
     # ------------------------------------------------------------------ loop
     def _check_finite(self, value: float, what: str) -> None:
