@@ -32,11 +32,11 @@ KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6.0)}
 # the tiny preset tuned for learning on CPU: 16 frames of 64x64 px (16 visual tokens per frame); the decoder
 # reads the projector output (learned faster than the LLM states in our runs)
-MODEL = ["model.num_frames=16", "model.frame_size=[64,64]", "model.span_source=relevance", "model.decoder_dim=64",
-         "+model.decoder_visual_source=projected"]
+MODEL = ["model=spacevllm_tiny_learn"]
 TRAINER = ["trainer=cpu_tiny", "trainer.max_steps=1800", "trainer.lr=3e-3", "trainer.grad_accum=8",
            "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
            "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
+SETTINGS: list[str] = []  # --set
 
 
 def stvg(args: list[str]) -> float:
@@ -57,6 +57,7 @@ def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra:
                     predict_extra: tuple[str, ...] = ()) -> dict:
     run = out / name
     overrides = [*MODEL, *TRAINER, *extra] + ([f"trainer.max_steps={max_steps}"] if max_steps else [])
+    overrides += list(SETTINGS)
     train_s = stvg(["train", f"annotations={train_ann}", f"output_dir={run}", *overrides])
     predict_s = stvg(["predict", f"checkpoint={run / 'final'}", f"annotations={val_ann}",
                       f"output_dir={run / 'predict_val'}", "model.span_source=relevance", *predict_extra])
@@ -72,7 +73,9 @@ def main() -> None:
     ap.add_argument("--val-videos", type=int, default=60)
     ap.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (both runs)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the box_head=text run")
+    ap.add_argument("--set", nargs="*", default=[], help="extra `stvg train` overrides (both runs), e.g. trainer.lr=1e-3")
     args = ap.parse_args()
+    SETTINGS.extend(args.set)
     out = args.out.resolve()
     t0 = time.perf_counter()
     train_ann = generate_synthetic(out / "synth_train", num_videos=args.train_videos, seed=100,

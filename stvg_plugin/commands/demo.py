@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from stvg_plugin.commands.common import ConfigError
 from stvg_plugin.data import write_json
@@ -69,7 +69,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     steps = _Steps(total=7, env=env)
     stvg = _stvg()
     synth = cfg.synth
-    generator = [f"generator.{k}={json.dumps(v)}" for k, v in (synth.get("generator") or {}).items()]
+    options = OmegaConf.to_container(synth.get("generator") or {}, resolve=True)
+    generator = [f"generator.{k}={json.dumps(v)}" for k, v in options.items()]
     steps.run("synthesize train and held-out videos",
               [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}",
                f"seed={synth.train_seed}", *generator],
@@ -77,13 +78,13 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
                f"seed={synth.heldout_seed}", *generator])
 
     steps.run("train the tiny SpaceVLLM model (learnability run)", [
-        *stvg, "train", f"model={cfg.model}", f"annotations={train_data / 'annotations.jsonl'}",
+        *stvg, "train", f"model={cfg.train_model}", f"annotations={train_data / 'annotations.jsonl'}",
         f"output_dir={train_dir}", *[str(o) for o in cfg.train_overrides]])
     checkpoint = train_dir / "final"
 
     steps.run("score it with the stock lmms-eval CLI on stvg_synthetic", [
         *stvg, "lmms-eval", "--model", "spacevllm",
-        "--model_args", f"pretrained={checkpoint}" + "".join(f",{k}={v}" for k, v in (cfg.lmms_model_args or {}).items()),
+        "--model_args", f"pretrained={checkpoint}" + "".join(f",{k}={v}" for k, v in dict(cfg.get("lmms_model_args") or {}).items()),
         "--tasks", "stvg_synthetic", "--output_path", str(lmms_dir), "--log_samples",
         "--batch_size", "1", "--device", "cpu"],
         [sys.executable, "-m", "lmms_tasks.results", str(lmms_dir), "stvg_synthetic", str(preds)],

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from stvg_plugin.models.space_decoder import DECODER_BOX_HEADS
+
 SPAN_SOURCES = ("text", "relevance", "combined")
 BOX_HEADS = ("decoder", "text")
 DECODER_VISUAL_SOURCES = ("hidden", "projected")
@@ -29,6 +31,9 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``decoder_dim`` / ``decoder_heads`` / ``decoder_layers`` / ``decoder_mlp_ratio``: space decoder.
     * ``decoder_visual_source``: ``hidden`` (LLM last-layer states at the visual positions) or
       ``projected`` (the projector output fed to the LLM).
+    * ``decoder_box_head``: ``reference`` (2-D position code on the visual tokens + soft-argmax box
+      centre over the frame's token grid; learns from scratch) or ``mlp`` (MLP on the query state only,
+      the first design; its boxes stayed at the mean box on CPU from scratch).
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
@@ -51,6 +56,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_layers: int = 1
     decoder_mlp_ratio: int = 2
     decoder_visual_source: str = "hidden"
+    decoder_box_head: str = "reference"
     span_source: str = "combined"
     box_head: str = "decoder"
     relevance_threshold: float = 0.5
@@ -77,6 +83,8 @@ class SpaceVLLMConfig(PreTrainedConfig):
             raise ValueError(f"box_head must be one of {BOX_HEADS}, got {self.box_head!r}")
         if self.decoder_visual_source not in DECODER_VISUAL_SOURCES:
             raise ValueError(f"decoder_visual_source must be one of {DECODER_VISUAL_SOURCES}")
+        if self.decoder_box_head not in DECODER_BOX_HEADS:
+            raise ValueError(f"decoder_box_head must be one of {DECODER_BOX_HEADS}, got {self.decoder_box_head!r}")
         if not 1 <= int(self.num_frames) <= int(self.max_frames):
             raise ValueError(f"num_frames must be in [1, max_frames={self.max_frames}], got {self.num_frames}")
         if self.decoder_dim % self.decoder_heads:

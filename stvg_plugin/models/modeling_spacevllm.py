@@ -109,10 +109,16 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         d = self.backbone.hidden_size
         self.st_query_embed = nn.Embedding(config.max_frames + 1, d)
         self.space_decoder = QueryGuidedSpaceDecoder(
-            d, config.decoder_dim, config.decoder_heads, config.decoder_layers, config.decoder_mlp_ratio
+            d,
+            config.decoder_dim,
+            config.decoder_heads,
+            config.decoder_layers,
+            config.decoder_mlp_ratio,
+            box_head=config.decoder_box_head,
         )
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
+        self.space_decoder._init_reference_head()
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod

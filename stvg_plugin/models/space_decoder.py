@@ -11,10 +11,13 @@ The "no new trainable attention parameters" reading in the notes is contradictor
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+DECODER_BOX_HEADS = ("reference", "mlp")
 
 
 @dataclass
@@ -40,19 +43,84 @@ class CrossAttentionBlock(nn.Module):
         return x + self.ffn(self.norm_ffn(x))
 
 
-class QueryGuidedSpaceDecoder(nn.Module):
-    """``V_i' = CrossAttn(V_i <- text)``; ``q_i' = CrossAttn(q_i <- V_i')``; MLP -> box, linear -> relevance."""
+def grid_shape(tokens: int) -> tuple[int, int]:
+    """``(rows, cols)`` of a frame's token grid: the squarest factorisation (a square grid when ``P = g^2``)."""
+    rows = max(1, math.isqrt(tokens))
+    while tokens % rows:
+        rows -= 1
+    return rows, tokens // rows
 
-    def __init__(self, llm_dim: int, dim: int = 256, heads: int = 8, layers: int = 1, mlp_ratio: int = 2):
+
+def grid_centres(rows: int, cols: int, device: torch.device | None = None) -> torch.Tensor:
+    """Normalised ``(x, y)`` centres of a row-major token grid, ``[rows * cols, 2]``."""
+    ys = (torch.arange(rows, device=device, dtype=torch.float32) + 0.5) / rows
+    xs = (torch.arange(cols, device=device, dtype=torch.float32) + 0.5) / cols
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
+
+
+def sincos_position_embedding(rows: int, cols: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """Fixed 2-D sin-cos embedding (MAE/ViT style) of the token grid, ``[rows * cols, dim]``."""
+    centres = grid_centres(rows, cols, device)  # (x, y) in (0, 1)
+    quarter = dim // 4
+    freqs = 2.0 ** torch.arange(quarter, device=device, dtype=torch.float32) * math.pi  # 1 .. 2^(k-1) cycles
+    parts = []
+    for axis in (0, 1):
+        angle = centres[:, axis : axis + 1] * freqs
+        parts += [angle.sin(), angle.cos()]
+    emb = torch.cat(parts, dim=-1)
+    return nn.functional.pad(emb, (0, dim - emb.shape[-1]))
+
+
+class QueryGuidedSpaceDecoder(nn.Module):
+    """``V_i' = CrossAttn(V_i <- text)``; ``q_i' = CrossAttn(q_i <- V_i')``; box head, linear -> relevance.
+
+    ``box_head``:
+
+    * ``reference`` (default): a fixed 2-D sin-cos position embedding of each token's grid cell is added
+      to the visual tokens; per-token scores from (``V_i'`` token, ``q_i'``) -> softmax over the frame's
+      tokens -> box centre = attention-weighted mean of the token-cell centres (soft-argmax) refined by a
+      predicted offset (in logit space); width/height from an MLP over the attention-pooled tokens and
+      ``q_i'``. Gives the decoder the spatial inductive bias it needs to learn from scratch.
+    * ``mlp``: the plain head (MLP on ``q_i'`` -> sigmoid cxcywh, no position code): DETR's slow start,
+      its boxes did not beat the mean box when trained from scratch on CPU (examples/learnability.md).
+    """
+
+    def __init__(
+        self,
+        llm_dim: int,
+        dim: int = 256,
+        heads: int = 8,
+        layers: int = 1,
+        mlp_ratio: int = 2,
+        box_head: str = "reference",
+    ):
         super().__init__()
+        if box_head not in DECODER_BOX_HEADS:
+            raise ValueError(f"box_head must be one of {DECODER_BOX_HEADS}, got {box_head!r}")
+        self.box_head_kind = box_head
         self.visual_proj = nn.Linear(llm_dim, dim)
         self.text_proj = nn.Linear(llm_dim, dim)
         self.query_proj = nn.Linear(llm_dim, dim)
         self.visual_from_text = nn.ModuleList(CrossAttentionBlock(dim, heads, mlp_ratio) for _ in range(layers))
         self.query_from_visual = nn.ModuleList(CrossAttentionBlock(dim, heads, mlp_ratio) for _ in range(layers))
         self.out_norm = nn.LayerNorm(dim)
-        self.box_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 4))
         self.relevance_head = nn.Linear(dim, 1)
+        if box_head == "mlp":
+            self.box_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 4))
+        else:
+            self.visual_norm = nn.LayerNorm(dim)
+            self.score_query = nn.Linear(dim, dim)
+            self.score_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+            # [attention-pooled tokens, q] -> (dx, dy) centre offset (logit space) + (w, h) logits
+            self.box_head = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 4))
+
+    def _init_reference_head(self) -> None:
+        """Start from the soft-argmax centre itself: zero offset (called after the model's own init)."""
+        if self.box_head_kind == "reference":
+            last = self.box_head[-1]
+            with torch.no_grad():
+                last.weight[:2].zero_()
+                last.bias[:2].zero_()
 
     def forward(
         self,
@@ -60,10 +128,20 @@ class QueryGuidedSpaceDecoder(nn.Module):
         queries: torch.Tensor,
         text: torch.Tensor,
         text_pad: torch.Tensor | None = None,
+        grid_hw: tuple[int, int] | None = None,
     ) -> SpaceDecoderOutput:
-        """``visual`` [B, T, P, Dllm], ``queries`` [B, T, Dllm], ``text`` [B, L, Dllm] (``text_pad`` [B, L] True = pad)."""
+        """``visual`` [B, T, P, Dllm], ``queries`` [B, T, Dllm], ``text`` [B, L, Dllm] (``text_pad`` [B, L] True = pad).
+
+        ``grid_hw``: the ``(rows, cols)`` of a frame's row-major token grid (default: :func:`grid_shape` of P).
+        """
         b, t, p, _ = visual.shape
         v = self.visual_proj(visual).reshape(b * t, p, -1)
+        reference = self.box_head_kind == "reference"
+        if reference:
+            rows, cols = grid_hw if grid_hw is not None else grid_shape(p)
+            if rows * cols != p:
+                raise ValueError(f"grid_hw {grid_hw} does not hold {p} tokens")
+            v = v + sincos_position_embedding(rows, cols, v.shape[-1], v.device).to(v.dtype)
         q = self.query_proj(queries).reshape(b * t, 1, -1)
         txt = self.text_proj(text)
         txt = txt[:, None].expand(b, t, *txt.shape[1:]).reshape(b * t, txt.shape[1], -1)
@@ -71,7 +149,17 @@ class QueryGuidedSpaceDecoder(nn.Module):
         for v_block, q_block in zip(self.visual_from_text, self.query_from_visual):
             v = v_block(v, txt, pad)
             q = q_block(q, v)
-        q = self.out_norm(q).reshape(b, t, -1)
-        boxes = self.box_head(q).sigmoid()
-        relevance = self.relevance_head(q).squeeze(-1)
-        return SpaceDecoderOutput(boxes=boxes, relevance_logits=relevance)
+        q = self.out_norm(q)  # [BT, 1, dim]
+        relevance = self.relevance_head(q).reshape(b, t)
+        if not reference:
+            return SpaceDecoderOutput(boxes=self.box_head(q).sigmoid().reshape(b, t, 4), relevance_logits=relevance)
+        vn = self.visual_norm(v)
+        scores = self.score_mlp(vn + self.score_query(q)).squeeze(-1)  # [BT, P]
+        attn = scores.float().softmax(dim=-1)
+        centre = attn @ grid_centres(rows, cols, v.device)  # [BT, 2] soft-argmax (x, y)
+        pooled = (attn.to(vn.dtype)[:, None] @ vn).squeeze(1)  # [BT, dim]
+        raw = self.box_head(torch.cat([pooled, q.squeeze(1)], dim=-1)).float()  # [BT, 4]
+        centre = centre.clamp(1e-4, 1 - 1e-4)
+        cxcy = (torch.logit(centre) + raw[:, :2]).sigmoid()
+        boxes = torch.cat([cxcy, raw[:, 2:].sigmoid()], dim=-1).to(v.dtype)
+        return SpaceDecoderOutput(boxes=boxes.reshape(b, t, 4), relevance_logits=relevance)
