@@ -2,6 +2,7 @@
 
     .venv/bin/python examples/learnability.py --out outputs/learnability            # model + ablation
     .venv/bin/python examples/learnability.py --out outputs/learnability --no-ablation
+    .venv/bin/python examples/learnability.py --out OUT --no-ablation --set task_weights.rec=1.0  # extra overrides
 
 Steps (each one the real command, printed as it runs, so the numbers can be reproduced by hand):
 1. ``generate_synthetic``: training videos (seed 100) and held-out videos (seed 200, never trained on);
@@ -30,8 +31,9 @@ from stvg_plugin.training.baselines import random_predictions
 KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 # the synthetic generator as used here (defaults otherwise: 160x120, 10 fps, 6-10 s)
 SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6.0)}
-# the tiny preset tuned for learning on CPU: 16 frames of 64x64 px (16 visual tokens per frame); the decoder
-# reads the projector output (learned faster than the LLM states in our runs)
+# the tiny preset tuned for learning on CPU (conf/model/spacevllm_tiny_learn.yaml): 16 frames of 64x64 px
+# (a 4x4 grid of visual tokens per frame), span from the relevance head, the decoder reads the projector
+# output through the reference-point box head (decoder_box_head=reference)
 MODEL = ["model=spacevllm_tiny_learn"]
 TRAINER = ["trainer=cpu_tiny", "trainer.max_steps=1800", "trainer.lr=3e-3", "trainer.grad_accum=8",
            "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     work = Path(tempfile.mkdtemp(prefix="stvg_app_"))
     proc = None
-    if not os.environ.get("FIFTYONE_DATABASE_URI"):
+    if not os.environ.get("FIFTYONE_DATABASE_URI") and not args.dataset:  # a demo dataset in a private database
         uri, proc = start_mongod(work / "db")
         os.environ["FIFTYONE_DATABASE_URI"] = uri
     ensure_database(check_binary=False)

@@ -13,7 +13,7 @@ import torch
 from stvg_plugin.data import GroundingQuery, read_queries
 from stvg_plugin.models import GroundingInputs, SpaceVLLMForGrounding, build_tiny_model, load_grounder
 from stvg_plugin.models.checkpoint import UnsafeCheckpointError
-from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder
+from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder, grid_centres, grid_shape
 from stvg_plugin.video import VideoReadError
 
 QUERIES = ["the red circle", "a blue square moving left", "the small green triangle", "the yellow star"]
@@ -52,6 +52,31 @@ def test_space_decoder_shapes_and_ranges():
     # the boxes depend on the referring text (dual cross-attention really reads it)
     other = dec(torch.randn(2, 5, 4, 64), torch.randn(2, 5, 64), torch.randn(2, 7, 64))
     assert not torch.allclose(out.boxes, other.boxes)
+
+
+def test_reference_box_head_soft_argmax_learns_where_the_object_is():
+    """The reference head starts at the grid centre and quickly follows an "object here" token."""
+    assert grid_shape(16) == (4, 4) and grid_shape(12) == (3, 4)
+    torch.manual_seed(0)
+    dec = QueryGuidedSpaceDecoder(llm_dim=16, dim=32, heads=2, box_head="reference")
+    dec._init_reference_head()
+    with pytest.raises(ValueError, match="grid_hw"):
+        dec(torch.randn(1, 2, 16, 16), torch.randn(1, 2, 16), torch.randn(1, 3, 16), grid_hw=(3, 4))
+    centres = grid_centres(4, 4)
+    opt = torch.optim.Adam(dec.parameters(), lr=3e-3)
+    text = torch.randn(1, 3, 16)
+    for _ in range(150):
+        idx = torch.randint(0, 16, (8, 4))
+        visual = torch.randn(8, 4, 16, 16) * 0.1
+        visual.scatter_(2, idx[..., None, None].expand(8, 4, 1, 16), 1.0)
+        out = dec(visual, torch.zeros(8, 4, 16), text.expand(8, -1, -1))
+        loss = (out.boxes[..., :2] - centres[idx]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.08  # mean-centre prediction: ~0.25
+    mlp = QueryGuidedSpaceDecoder(16, 32, 2, box_head="mlp")  # the first design stays available
+    assert mlp(visual, torch.zeros(8, 4, 16), text).boxes.shape == (8, 4, 4)
 
 
 def test_tiny_model_is_seeded_and_fast(grounder, video):

@@ -6,6 +6,9 @@ normalised ``(cx, cy, w, h)`` box per frame. Ours: the width/depth (unknown in t
 pre-norm residual block with an FFN after each cross-attention, input projections from the LLM width
 down to ``decoder_dim`` (keeps the decoder <1% of a 7B forward) and a per-frame relevance logit
 read from the same query state (our addition; gives a second span estimate and a BCE target).
+The box comes from a reference-point head by default (``box_head="reference"``: a 2-D position code on the
+visual tokens, soft-argmax of per-token scores over the frame's token grid for the centre, DETR-style
+refinement); the paper's plain MLP on the query state (``"mlp"``) did not learn from scratch on CPU.
 The "no new trainable attention parameters" reading in the notes is contradictory and not followed.
 """
 
