@@ -6,6 +6,9 @@ videos + zero-byte, truncated, not-a-video, missing, single-frame and resolution
 good qids exactly the predictions of a clean run over the good videos alone.
 """
 
+# relevance_threshold=0.0: the seeded random tiny model's relevance head then covers the whole video, so
+# every good query gets a real span and boxes to compare (its untrained probabilities may all sit below 0.5).
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +43,7 @@ def runs(faulty_set: FaultySet, tmp_path_factory: pytest.TempPathFactory) -> dic
     root = tmp_path_factory.mktemp("fault_runs")
     result = {}
     for name, ann in (("clean", faulty_set.clean), ("mixed", faulty_set.mixed)):
-        code, printed = _run(["predict", "model=spacevllm_tiny", f"num_frames={NUM_FRAMES}", f"annotations={ann}",
+        code, printed = _run(["predict", "model=spacevllm_tiny", "model.relevance_threshold=0.0", f"num_frames={NUM_FRAMES}", f"annotations={ann}",
                               f"output_dir={root / name}"])
         assert code == 0, printed
         result[name] = {"out": root / name, "printed": printed, "preds": read_jsonl(root / name / "predictions.jsonl")}
@@ -116,7 +119,7 @@ def test_lmms_eval_finishes_names_bad_videos_and_matches_clean_predictions(
     out = tmp_path / "lmms"
     proc = subprocess.run(
         [str(BIN / "stvg"), "lmms-eval", "--model", "spacevllm", "--model_args",
-         f"pretrained=spacevllm_tiny,num_frames={NUM_FRAMES}", "--tasks", "stvg_synthetic", "--batch_size", "1",
+         f"pretrained=spacevllm_tiny,num_frames={NUM_FRAMES},relevance_threshold=0.0", "--tasks", "stvg_synthetic", "--batch_size", "1",
          "--output_path", str(out), "--log_samples", "--verbosity", "INFO"],
         env=_lmms_env(tmp_path, synth), capture_output=True, text=True, timeout=300,
     )
