@@ -20,10 +20,13 @@ def test_same_seed_same_bytes(tmp_path):
     c = generate_synthetic(tmp_path / "c", num_videos=2, seed=8, write_hcstvg_json=False)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
-    for name in ("video_0000.mp4", "video_0001.mp4"):  # same pictures up to encoder noise
+    # same pictures up to encoder noise: libx264 (PyAV's build) does not reproduce its bytes run to run;
+    # measured 0.49-0.51 mean absolute difference (of 255) between runs of the same seed, while two
+    # seeds differ by tens. The rendered frames themselves are exact (test_target_visible_only_within_span).
+    for name in ("video_0000.mp4", "video_0001.mp4"):
         fa = sample_video(a.parent / name, num_frames=None).frames.astype(int)
         fb = sample_video(b.parent / name, num_frames=None).frames.astype(int)
-        assert fa.shape == fb.shape and np.abs(fa - fb).mean() < 0.5
+        assert fa.shape == fb.shape and np.abs(fa - fb).mean() < 1.5
     assert not [p for p in a.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
