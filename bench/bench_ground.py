@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from stvg_plugin.data import read_queries
 from stvg_plugin.models import load_grounder
@@ -49,16 +50,6 @@ QUERIES = [
     "the largest orange square",
     "the cyan circle after it turns",
 ]
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _median_times_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -93,11 +84,11 @@ def _encode_once_row(quick: bool) -> dict:
             repeats + 2,
         )
         sampled = grounder.sample(video)
-        t_decode = _median_time(lambda: grounder.sample(video), repeats)
-        t_encode = _median_time(lambda: grounder.model.encode_video(sampled), repeats)
+        t_decode = median_time(lambda: grounder.sample(video), repeats)
+        t_encode = median_time(lambda: grounder.model.encode_video(sampled), repeats)
         prefix = grounder.model.encode_video(sampled)
-        t_query = _median_time(lambda: grounder.model.ground_prefix(prefix, QUERIES[0]), repeats)
-        t_batch = _median_time(lambda: grounder.model.ground_prefix_many(prefix, QUERIES), repeats)
+        t_query = median_time(lambda: grounder.model.ground_prefix(prefix, QUERIES[0]), repeats)
+        t_batch = median_time(lambda: grounder.model.ground_prefix_many(prefix, QUERIES), repeats)
     ratio = t_indep / t_once
     return {
         "name": "encode_once_8_queries",

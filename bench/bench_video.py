@@ -18,27 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from _timing import median_time
 
 from stvg_plugin.synth import generate_synthetic
 from stvg_plugin.video import PrefetchLoader, probe_video, sample_video, write_video
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: page cache, library initialisation
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _moving_scene(num_frames: int, height: int, width: int) -> Iterator[np.ndarray]:
@@ -89,12 +78,12 @@ def _bench_single_file(workdir: Path, quick: bool) -> list[dict]:
     n = 32
     size = (384, 384)
 
-    t_ours = _median_time(lambda: sample_video(path, num_frames=n), repeats)
-    t_lmms = _median_time(lambda: read_video(str(path), num_frm=n, backend="pyav"), repeats)
-    t_ours_rs = _median_time(lambda: sample_video(path, num_frames=n, size=size), repeats)
-    t_lmms_rs = _median_time(lambda: _resize_after(read_video(str(path), num_frm=n, backend="pyav"), size), repeats)
-    t_pyav = _median_time(lambda: sample_video(path, num_frames=n, backend="pyav"), repeats)
-    t_full = _median_time(lambda: _full_decode(path), repeats)
+    t_ours = median_time(lambda: sample_video(path, num_frames=n), repeats)
+    t_lmms = median_time(lambda: read_video(str(path), num_frm=n, backend="pyav"), repeats)
+    t_ours_rs = median_time(lambda: sample_video(path, num_frames=n, size=size), repeats)
+    t_lmms_rs = median_time(lambda: _resize_after(read_video(str(path), num_frm=n, backend="pyav"), size), repeats)
+    t_pyav = median_time(lambda: sample_video(path, num_frames=n, backend="pyav"), repeats)
+    t_full = median_time(lambda: _full_decode(path), repeats)
 
     what = f"{info.width}x{info.height} {info.num_frames} frames @ {info.fps:g} fps"
     if quick:
@@ -136,9 +125,9 @@ def _bench_prefetch(workdir: Path, quick: bool) -> list[dict]:
             if not hasattr(res, "frames"):
                 raise RuntimeError(f"bench video failed: {res}")
 
-    t1 = _median_time(lambda: drain(1), repeats)
-    t2 = _median_time(lambda: drain(2), repeats)
-    t_proc = _median_time(lambda: drain(2, "process"), 1)
+    t1 = median_time(lambda: drain(1), repeats)
+    t2 = median_time(lambda: drain(2), repeats)
+    t_proc = median_time(lambda: drain(2, "process"), 1)
     return [
         _row(
             "prefetch_2_vs_1_workers",

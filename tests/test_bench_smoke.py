@@ -1,0 +1,32 @@
+"""Smoke of the benchmark harness: every bench module runs at smoke sizes and reports its rows.
+
+The figures themselves come from `make bench` (BENCHMARKS.md); ratios at smoke sizes mean nothing,
+so this checks only that each benchmark runs and reports a ratio against its target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_all_quick_reports_every_benchmark(tmp_path: Path) -> None:
+    env = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true"}
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900, check=False)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = json.loads((tmp_path / "outputs" / "bench" / "results.json").read_text())["rows"]
+    benches = {r["bench"] for r in rows}
+    assert {"bench_metrics", "bench_video", "bench_ground", "bench_fiftyone", "bench_model"} <= benches
+    failed = [r for r in rows if r["name"] == "(failed)"]
+    assert not failed, failed
+    assert all(isinstance(r["ratio"], (int, float)) for r in rows)
