@@ -22,6 +22,22 @@ from stvg_plugin.data import StvgError
 TEXT, VISUAL, QUERY = 0, 1, 2
 
 
+def tiny_text_config(vocab_size: int, special_ids: dict[str, int]) -> dict[str, Any]:
+    """The tiny LM every backbone's tiny preset shares: Qwen2-style, width 64, 2 layers, 4/2 heads."""
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=special_ids["eos"],
+        pad_token_id=special_ids["pad"],
+        bos_token_id=None,
+    )
+
+
 class BackboneAdapter(nn.Module):
     """Wraps one transformers ``*ForConditionalGeneration`` model (held as ``self.vlm``)."""
 

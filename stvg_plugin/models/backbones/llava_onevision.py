@@ -17,7 +17,7 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
-from stvg_plugin.models.backbones.base import BackboneAdapter
+from stvg_plugin.models.backbones.base import BackboneAdapter, tiny_text_config
 
 
 class LlavaOnevisionAdapter(BackboneAdapter):
@@ -39,19 +39,7 @@ class LlavaOnevisionAdapter(BackboneAdapter):
                 patch_size=8,
                 vision_use_head=False,
             ),
-            text_config=dict(
-                model_type="qwen2",
-                vocab_size=vocab_size,
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=4096,
-                eos_token_id=special_ids["eos"],
-                pad_token_id=special_ids["pad"],
-                bos_token_id=None,
-            ),
+            text_config=dict(model_type="qwen2", **tiny_text_config(vocab_size, special_ids)),
             image_token_index=special_ids["image"],
             video_token_index=special_ids["video"],
             vision_feature_layer=-1,

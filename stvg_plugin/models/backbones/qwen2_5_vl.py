@@ -18,7 +18,7 @@ import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from stvg_plugin.models.backbones.base import VISUAL, BackboneAdapter
+from stvg_plugin.models.backbones.base import VISUAL, BackboneAdapter, tiny_text_config
 
 
 class Qwen25VLAdapter(BackboneAdapter):
@@ -46,17 +46,8 @@ class Qwen25VLAdapter(BackboneAdapter):
                 in_channels=3,
             ),
             text_config=dict(
-                vocab_size=vocab_size,
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=4096,
+                **tiny_text_config(vocab_size, special_ids),
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-                eos_token_id=special_ids["eos"],
-                pad_token_id=special_ids["pad"],
-                bos_token_id=None,
             ),
             image_token_id=special_ids["image_pad"],
             video_token_id=special_ids["video"],
