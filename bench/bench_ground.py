@@ -65,6 +65,29 @@ def _median_times_interleaved(fns: list[Callable[[], object]], repeats: int) -> 
     return [statistics.median(ts) for ts in times]
 
 
+def _prediction_mismatches(many: list, singles: list, box_atol_px: float = 1e-3) -> list[str]:
+    """Where the batched predictions differ from the one-by-one ones (empty when equal).
+
+    Reported, not raised: a benchmark whose contenders disagree must say so in its row (``met`` is
+    false) rather than hide the other figures. The exactness itself is a test
+    (tests/test_model_batched.py); here boxes get a float32 tolerance in pixels because another CPU's
+    kernels may round a padded batch differently in the last bits.
+    """
+    out = []
+    for i, (a, b) in enumerate(zip(many, singles)):
+        if (a.span_frames, a.raw_text, a.span_source, a.parse_failed) != (
+                b.span_frames, b.raw_text, b.span_source, b.parse_failed):
+            out.append(f"query {i}: text/span differ ({a.raw_text!r} vs {b.raw_text!r})")
+        elif sorted(a.boxes) != sorted(b.boxes):
+            out.append(f"query {i}: box frames differ")
+        else:
+            worst = max((float(np.abs(np.asarray(a.boxes[f]) - np.asarray(b.boxes[f])).max()) for f in a.boxes),
+                        default=0.0)
+            if worst > box_atol_px:
+                out.append(f"query {i}: boxes differ by up to {worst:.2e} px")
+    return out
+
+
 def _encode_once_row(quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ann = generate_synthetic(tmp, num_videos=1, seed=0, duration_s=(8.0, 8.0), write_hcstvg_json=False)
@@ -72,12 +95,7 @@ def _encode_once_row(quick: bool) -> dict:
         grounder = load_grounder("spacevllm_tiny")
         many = grounder.ground(video, QUERIES)
         singles = [grounder.ground(video, [q], qids=[str(i)])[0] for i, q in enumerate(QUERIES)]
-        for a, b in zip(many, singles):
-            assert a.span_frames == b.span_frames and a.raw_text == b.raw_text
-            assert a.span_source == b.span_source and a.parse_failed == b.parse_failed
-            assert sorted(a.boxes) == sorted(b.boxes)
-            for f in a.boxes:
-                assert np.allclose(a.boxes[f], b.boxes[f], atol=1e-6, rtol=0)
+        mismatches = _prediction_mismatches(many, singles)
         repeats = 2 if quick else 5
         t_once, t_indep = _median_times_interleaved(
             [lambda: grounder.ground(video, QUERIES), lambda: [grounder.ground(video, [q]) for q in QUERIES]],
@@ -94,7 +112,7 @@ def _encode_once_row(quick: bool) -> dict:
         "name": "encode_once_8_queries",
         "ratio": round(ratio, 2),
         "target": 4.0,
-        "met": ratio >= 4.0,
+        "met": ratio >= 4.0 and not mismatches,
         "details": {
             "encode_once_s": round(t_once, 4),
             "independent_s": round(t_indep, 4),
@@ -106,6 +124,8 @@ def _encode_once_row(quick: bool) -> dict:
             "num_frames": len(sampled),
             "model": "spacevllm_tiny (cpu)",
             "torch_threads": torch.get_num_threads(),
+            "batched_equals_one_by_one": not mismatches,
+            "mismatches": mismatches,
         },
     }
 

@@ -27,6 +27,6 @@ def test_run_all_quick_reports_every_benchmark(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "outputs" / "bench" / "results.json").read_text())["rows"]
     benches = {r["bench"] for r in rows}
     assert {"bench_metrics", "bench_video", "bench_ground", "bench_fiftyone", "bench_model"} <= benches
-    failed = [r for r in rows if r["name"] == "(failed)"]
-    assert not failed, failed
+    failed = [f"{r['bench']}: {r['details']}" for r in rows if r["name"] == "(failed)"]
+    assert not failed, "\n".join(failed)
     assert all(isinstance(r["ratio"], (int, float)) for r in rows)
