@@ -1,15 +1,20 @@
 """Video sampling speed: ``stvg_plugin.video`` against lmms-eval's own loader, side by side.
 
-Rows (medians of repeats, one process, same file, warm page cache):
+Rows (one process, same file, warm page cache; contenders timed in turns, round after round, so a
+change in the machine's load hits all of them alike; ratio = median of the per-round ratios):
 
 * ``sample32_vs_lmms``: 32 frames of a 20 s 720p 30 fps H.264 file (x264 default GOP of 250)
-  with :func:`sample_video` vs lmms-eval 0.7.3 ``read_video(num_frm=32)`` (PyAV backend).
-* ``sample32_resize384_vs_lmms``: the same, resized to 384 x 384 inside the decoder, vs plain
+  with :func:`sample_video` (defaults: ``auto`` backend = PyAV, FFmpeg's thread count) vs lmms-eval
+  0.7.3 ``read_video(num_frm=32, backend="pyav")`` (threaded decode up to its last index, then
+  ``to_ndarray(format="rgb24")`` of its 32 frames).
+* ``sample32_resize384_vs_lmms``: the same, resized to 384 x 384 in the colour conversion, vs plain
   ``read_video`` (which cannot resize; its resize afterwards is reported in ``details``).
-* ``full_decode_floor``: decoding every frame with PyAV (threaded, nothing converted or kept)
-  over :func:`sample_video`'s time: how far under the cost of touching every frame sampling gets.
-* ``prefetch_2_vs_1_workers``: :class:`PrefetchLoader` throughput over 50 small synthetic videos
-  with 2 worker threads vs 1 (process workers in ``details``).
+* ``full_decode_floor``: decoding every frame with PyAV (threaded, nothing converted or kept) over
+  :func:`sample_video`'s time. Above 1 when sampling leaves out frames no sampled frame depends on.
+* ``prefetch_2_vs_1_workers``: :class:`PrefetchLoader` over 50 small synthetic videos, 2 workers
+  (default: 1 decoder thread each) vs the faster, round by round, of two 1-worker set-ups (the
+  default, 1 decoder thread for these small frames, or FFmpeg's thread count). ``details`` has the
+  machine's load and the cpu-seconds per second the 2 workers got: the ratio cannot exceed that.
 
 Run ``python bench/bench_video.py [--quick]``; ``run(quick=True)`` uses tiny videos (seconds).
 """
@@ -18,16 +23,39 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from _timing import median_time
 
 from stvg_plugin.synth import generate_synthetic
-from stvg_plugin.video import PrefetchLoader, probe_video, sample_video, write_video
+from stvg_plugin.video import PrefetchLoader, probe_video, sample_video, uniform_indices, write_video
+
+
+def _in_turns(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Wall times per contender, one call of each per round after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _ratio(num: list[float], den: list[float]) -> float:
+    """Median of the per-round ratios (paired: both were timed in the same round)."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
+def _ms(times: list[float]) -> str:
+    return f"{statistics.median(times) * 1e3:.0f} ms"
 
 
 def _moving_scene(num_frames: int, height: int, width: int) -> Iterator[np.ndarray]:
@@ -47,13 +75,28 @@ def _moving_scene(num_frames: int, height: int, width: int) -> Iterator[np.ndarr
         yield frame
 
 
-def _full_decode(path: Path) -> int:
+def _full_decode(path: Path, threads: int = 0) -> int:
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         return sum(1 for _ in container.decode(stream))
+
+
+def _frames_decoded(path: Path, n: int) -> int:
+    """How many frames sample_video hands to the decoder for ``n`` uniform samples (its plan)."""
+    import av
+
+    from stvg_plugin.video import _plan
+
+    info = probe_video(path)
+    with av.open(str(path)) as container:
+        plan = _plan(
+            str(path), container, container.streams.video[0], uniform_indices(info.num_frames, n), info.num_frames
+        )
+    return info.num_frames if plan is None else sum(plan.decode[: plan.last + 1])
 
 
 def _resize_after(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -67,74 +110,108 @@ def _row(name: str, ratio: float, target: float | None, details: str) -> dict:
     return {"name": name, "ratio": round(ratio, 3), "target": target, "met": met, "details": details}
 
 
+def _load() -> str:
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus"
+
+
 def _bench_single_file(workdir: Path, quick: bool) -> list[dict]:
     from lmms_eval.models.model_utils.load_video import read_video
 
     seconds, fps, (height, width) = (2, 30, (120, 160)) if quick else (20, 30, (720, 1280))
-    repeats = 2 if quick else 5
+    rounds = 2 if quick else 9
     path = workdir / f"scene_{width}x{height}.mp4"
     write_video(path, _moving_scene(seconds * fps, height, width), fps, preset="veryfast")
     info = probe_video(path)
-    n = 32
-    size = (384, 384)
+    n, size = 32, (384, 384)
+    lmms_frames = read_video(str(path), num_frm=n, backend="pyav")
+    ours = sample_video(path, num_frames=n)
+    if ours.frames.shape != (n, height, width, 3) or lmms_frames.shape != ours.frames.shape:
+        raise RuntimeError(f"shapes differ: ours {ours.frames.shape}, lmms {lmms_frames.shape}")
 
-    t_ours = median_time(lambda: sample_video(path, num_frames=n), repeats)
-    t_lmms = median_time(lambda: read_video(str(path), num_frm=n, backend="pyav"), repeats)
-    t_ours_rs = median_time(lambda: sample_video(path, num_frames=n, size=size), repeats)
-    t_lmms_rs = median_time(lambda: _resize_after(read_video(str(path), num_frm=n, backend="pyav"), size), repeats)
-    t_pyav = median_time(lambda: sample_video(path, num_frames=n, backend="pyav"), repeats)
-    t_full = median_time(lambda: _full_decode(path), repeats)
-
-    what = f"{info.width}x{info.height} {info.num_frames} frames @ {info.fps:g} fps"
+    t = _in_turns(
+        {
+            "lmms": lambda: read_video(str(path), num_frm=n, backend="pyav"),
+            "ours": lambda: sample_video(path, num_frames=n),
+            "ours_rs": lambda: sample_video(path, num_frames=n, size=size),
+            "lmms_rs": lambda: _resize_after(read_video(str(path), num_frm=n, backend="pyav"), size),
+            "ours_1thread": lambda: sample_video(path, num_frames=n, threads=1),
+            "decord": lambda: sample_video(path, num_frames=n, backend="decord"),
+            "full": lambda: _full_decode(path),
+            "full_1thread": lambda: _full_decode(path, threads=1),
+        },
+        rounds,
+    )
+    what = f"{info.width}x{info.height} {info.num_frames} frames @ {info.fps:g} fps, {_load()}"
     if quick:
         what = f"QUICK smoke sizes, ratios not meaningful; {what}"
+    decoded = _frames_decoded(path, n)
     return [
         _row(
             "sample32_vs_lmms",
-            t_lmms / t_ours,
+            _ratio(t["lmms"], t["ours"]),
             1.0,
-            f"{what}: sample_video {t_ours * 1e3:.0f} ms vs lmms read_video {t_lmms * 1e3:.0f} ms "
-            f"(our PyAV backend {t_pyav * 1e3:.0f} ms)",
+            f"{what}: sample_video {_ms(t['ours'])} vs lmms read_video {_ms(t['lmms'])}; exact indices "
+            f"{ours.indices[:3].tolist()}... and timestamps; sample_video with 1 decoder thread {_ms(t['ours_1thread'])} "
+            f"({_ratio(t['lmms'], t['ours_1thread']):.2f}x), decord backend {_ms(t['decord'])} "
+            f"({_ratio(t['lmms'], t['decord']):.2f}x)",
         ),
         _row(
             "sample32_resize384_vs_lmms",
-            t_lmms / t_ours_rs,
+            _ratio(t["lmms"], t["ours_rs"]),
             1.1,
-            f"resize in decode {t_ours_rs * 1e3:.0f} ms vs read_video {t_lmms * 1e3:.0f} ms "
-            f"(+PIL resize after: {t_lmms_rs * 1e3:.0f} ms, ratio {t_lmms_rs / t_ours_rs:.2f})",
+            f"resize in decode {_ms(t['ours_rs'])} vs read_video {_ms(t['lmms'])} "
+            f"(+PIL resize after: {_ms(t['lmms_rs'])}, ratio {_ratio(t['lmms_rs'], t['ours_rs']):.2f})",
         ),
         _row(
             "full_decode_floor",
-            t_full / t_ours,
+            _ratio(t["full"], t["ours"]),
             None,
-            f"PyAV decode of all {info.num_frames} frames {t_full * 1e3:.0f} ms / sample_video {t_ours * 1e3:.0f} ms",
+            f"PyAV decode of all {info.num_frames} frames {_ms(t['full'])} (1 thread {_ms(t['full_1thread'])}) "
+            f"/ sample_video {_ms(t['ours'])}, which decodes {decoded} of them (the rest are non-reference "
+            "frames no sampled frame depends on, or follow the last sample)",
         ),
     ]
 
 
 def _bench_prefetch(workdir: Path, quick: bool) -> list[dict]:
     num_videos = 8 if quick else 50
-    repeats = 1 if quick else 3
+    rounds = 1 if quick else 7
     ann = generate_synthetic(
         workdir / "many", num_videos=num_videos, seed=0, duration_s=(6.0, 10.0), write_hcstvg_json=False
     )
     videos = sorted(ann.parent.glob("video_*.mp4"))
+    cpu: dict[str, list[float]] = {}
 
-    def drain(workers: int, executor: str = "thread") -> None:
-        for _, res in PrefetchLoader(videos, num_workers=workers, executor=executor):
+    def drain(name: str, workers: int, decode_threads: int | None = None, executor: str = "thread") -> None:
+        c0 = time.process_time()
+        loader = PrefetchLoader(videos, num_workers=workers, decode_threads=decode_threads, executor=executor)
+        for _, res in loader:
             if not hasattr(res, "frames"):
                 raise RuntimeError(f"bench video failed: {res}")
+        cpu.setdefault(name, []).append(time.process_time() - c0)
 
-    t1 = median_time(lambda: drain(1), repeats)
-    t2 = median_time(lambda: drain(2), repeats)
-    t_proc = median_time(lambda: drain(2, "process"), 1)
+    load = _load()
+    t = _in_turns(
+        {
+            "1": lambda: drain("1", 1),
+            "1_ffmpeg": lambda: drain("1_ffmpeg", 1, 0),
+            "2": lambda: drain("2", 2),
+        },
+        rounds,
+    )
+    t_proc = _in_turns({"proc": lambda: drain("proc", 2, executor="process")}, 1)["proc"]
+    best1 = [min(a, b) for a, b in zip(t["1"], t["1_ffmpeg"], strict=True)]
+    rate = {k: f"{num_videos / statistics.median(v):.0f}/s" for k, v in t.items()}
+    used = statistics.median(c / w for c, w in zip(cpu["2"][1:], t["2"], strict=True))
     return [
         _row(
             "prefetch_2_vs_1_workers",
-            t1 / t2,
+            _ratio(best1, t["2"]),
             1.6,
-            f"{num_videos} videos x 8 frames: 1 thread {num_videos / t1:.0f}/s, 2 threads {num_videos / t2:.0f}/s, "
-            f"2 processes {num_videos / t_proc:.0f}/s (incl. spawn); cpus={os.cpu_count()}",
+            f"{num_videos} videos x 8 frames: 2 workers {rate['2']} vs 1 worker {rate['1']} "
+            f"(with FFmpeg's decoder threads: {rate['1_ffmpeg']}); vs the default 1-worker loader {_ratio(t['1'], t['2']):.2f}x; "
+            f"2 processes {num_videos / t_proc[0]:.0f}/s (incl. spawn); the 2 workers got {used:.2f} cpu-s per s; "
+            f"{load}",
         ),
     ]
 

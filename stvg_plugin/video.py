@@ -1,9 +1,11 @@
-"""Video I/O: sample frames for a model (decord, PyAV fallback) and write H.264 MP4 files.
+"""Video I/O: sample frames for a model (PyAV; decord on request) and write H.264 MP4 files.
 
 Sampling rules (fixed project-wide so that every part maps model outputs back the same way):
 
-* indices are exact **0-based decode-order frame indices**; the frames of a sample are decoded
-  only at those indices (``get_batch``), so memory is ``T x H x W x 3`` however long the video;
+* indices are exact **0-based frame indices in the order the decoder returns frames** (presentation
+  order, as decord and lmms-eval count them); only the sampled frames are converted to RGB and kept,
+  so memory is ``T x H x W x 3`` however long the video, and only the frames they depend on are
+  decoded (see "PyAV: decode only what is needed" below);
 * uniform mode picks the **centre** of ``n`` equal segments (``floor((i + 0.5) * total / n)``);
   fps mode is the same rule with ``n = floor(duration * fps)``; a cap (``max_frames``) lowers ``n``,
   so a long video is sampled down over its whole length, never truncated;
@@ -21,6 +23,7 @@ import collections
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -172,14 +175,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 # --------------------------------------------------------------------------- sampling backends
 
 
-def _sample_decord(path, num_frames, fps, max_frames, size, header=None) -> SampledVideo:
+def _sample_decord(path, num_frames, fps, max_frames, size, threads=0, header=None) -> SampledVideo:
     try:
         import decord
     except ImportError as exc:
         raise VideoReadError(path, f"decord is not installed ({exc})") from None
     out_h, out_w = size if size is not None else (-1, -1)
     try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), width=out_w, height=out_h)
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), width=out_w, height=out_h, num_threads=threads)
         total = len(reader)
         video_fps = float(reader.get_avg_fps())
     except Exception as exc:  # DECORDError (a bare Exception), RuntimeError, AssertionError
@@ -211,18 +214,116 @@ def _header(path: str) -> tuple[str, int, int] | None:
         return None
 
 
-# decord seeks by a packet index; containers without one (MPEG-TS, raw streams) come back with
-# wrong frames (e.g. a mid-stream resolution change returns the last frame everywhere), so
-# "auto" sends them to the sequential PyAV decoder.
-_PYAV_FORMATS = ("mpegts", "h264", "hevc", "mpeg", "mpegvideo")
+# ----------------------------------------------------------------- PyAV: decode only what is needed
+#
+# An H.264 access unit whose slices all have nal_ref_idc == 0 is, by the standard's definition, never
+# used to predict another frame, so a frame nobody asked for that is also non-reference can be left
+# out of the decoder without changing a single output pixel (x264's default B-frames: ~40 % of
+# frames). Likewise a stretch between two IDR frames (closed GOP: nothing after an IDR refers to
+# anything before it) without a sampled frame is not decoded at all. To know which packets carry
+# sampled frames before decoding, one demux pass (no decode; ~1 % of the decode time) ranks every
+# packet's pts: frame ``i`` is the packet with the ``i``-th smallest pts, which is the order in which
+# the decoder presents frames. Files where this cannot be known exactly (no pts, repeated pts,
+# packets the demuxer marks to discard) are decoded in full and the presented frames counted.
+
+_H264_SIDE_NALS = (6, 9, 12)  # SEI, access-unit delimiter, filler: no decoder state
 
 
-def _sample_pyav(path, num_frames, fps, max_frames, size) -> SampledVideo:
-    """Sequential decode that converts only the sampled frames; robust where decord is not.
+def _avcc_length_size(stream) -> int | None:
+    """NAL length-prefix size of an AVCC (MP4/MKV) H.264 stream; None for Annex-B or other codecs."""
+    ctx = stream.codec_context
+    extradata = ctx.extradata
+    if ctx.name != "h264" or not extradata or len(extradata) < 7 or extradata[0] != 1:
+        return None
+    return (extradata[4] & 3) + 1
 
-    Counts frames in decode order (as decord and lmms-eval do). A stream whose frame size changes
-    mid-way is refused rather than silently rescaled.
+
+def _h264_kind(data: memoryview, length_size: int) -> int:
+    """2 = holds an IDR slice, 1 = droppable (non-reference slices, SEI or delimiters only), 0 = other."""
+    pos, end, idr, nonref, other = 0, len(data), False, False, False
+    while pos + length_size < end:
+        header = data[pos + length_size]
+        kind = header & 0x1F
+        if kind == 5:
+            idr = True
+        elif kind == 1 and not header & 0x60:  # nal_ref_idc == 0
+            nonref = True
+        elif kind not in _H264_SIDE_NALS:
+            other = True
+        pos += length_size + int.from_bytes(data[pos : pos + length_size], "big")
+    return 2 if idr else int(nonref and not other)
+
+
+@dataclass
+class _Plan:
+    """Per packet in decode order: its pts, whether it must be decoded, and which output slot it fills."""
+
+    pts: list[int]
+    decode: list[bool]
+    slot: dict[int, int]  # pts -> position in the sample
+    last: int  # decode-order position of the last packet holding a sampled frame
+
+
+def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) -> _Plan | None:
+    """One demux pass (no decoding) deciding which packets to decode; None when ranks are not exact."""
+    length_size = _avcc_length_size(stream)
+    pts: list[int] = []
+    kinds: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.pts is None or packet.is_discard:
+            container.seek(0)
+            return None
+        pts.append(packet.pts)
+        kinds.append(_h264_kind(memoryview(packet), length_size) if length_size else 0)
+    container.seek(0)
+    order = sorted(pts)
+    if len(set(order)) != len(order):
+        return None
+    if len(order) < num_frames and len(indices) and indices[-1] >= len(order):
+        missing = int(indices[indices >= len(order)][0])
+        raise VideoReadError(
+            path,
+            f"stream has {len(order)} of {num_frames} frames; sampled frame {missing} is missing (truncated?)",
+        )
+    slot = {order[i]: k for k, i in enumerate(indices.tolist())}
+    wanted = [p in slot for p in pts]
+    # closed GOPs: a stretch from one IDR to the next is needed only if it holds a sampled frame
+    decode, gop_start = [False] * len(pts), 0
+    for i in range(len(pts) + 1):
+        if i == len(pts) or (kinds[i] == 2 and i > gop_start):
+            if any(wanted[gop_start:i]):
+                for j in range(gop_start, i):
+                    decode[j] = wanted[j] or kinds[j] != 1
+            gop_start = i
+    last = max((i for i, w in enumerate(wanted) if w), default=-1)
+    return _Plan(pts=pts, decode=decode, slot=slot, last=last)
+
+
+class _PlanMismatch(Exception):
+    """Frames cannot be matched to the plan (second demux differs, frames without pts; never observed)."""
+
+
+# FFmpeg's decoder threads pay for their start-up (a thread and a context each, per file) only on
+# large frames: measured on 2 cores, 1 thread is faster up to 854x480, FFmpeg's count at 1280x720.
+_THREADED_MIN_PIXELS = 640 * 640
+
+
+def _sample_pyav(path, num_frames, fps, max_frames, size, threads=None) -> SampledVideo:
+    """Decode with PyAV, leaving out frames no sampled frame depends on; convert only the sampled ones.
+
+    ``threads`` is the decoder's thread count: 0 = FFmpeg's choice, None = 1 for frames under
+    ``_THREADED_MIN_PIXELS``, else FFmpeg's choice. A stream whose frame size changes mid-way is
+    refused rather than silently rescaled.
     """
+    try:
+        return _read_pyav(path, num_frames, fps, max_frames, size, threads, planned=True)
+    except _PlanMismatch:
+        return _read_pyav(path, num_frames, fps, max_frames, size, threads, planned=False)
+
+
+def _read_pyav(path, num_frames, fps, max_frames, size, threads, planned) -> SampledVideo:
     import av
 
     container = _pyav_open(path)
@@ -230,35 +331,88 @@ def _sample_pyav(path, num_frames, fps, max_frames, size) -> SampledVideo:
         info = _pyav_info(path, container)
         indices = sample_indices(info.num_frames, info.fps, num_frames, fps, max_frames)
         out_h, out_w = size if size is not None else (info.height, info.width)
-        frames = np.empty((len(indices), out_h, out_w, 3), dtype=np.uint8)
         stream = container.streams.video[0]
+        plan = None
+        if planned and len(indices) < info.num_frames:  # with every frame sampled there is nothing to leave out
+            plan = _plan(path, container, stream, indices, info.num_frames)
+        if threads is None:
+            threads = 1 if info.width * info.height < _THREADED_MIN_PIXELS else 0
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         reformatter = av.video.reformatter.VideoReformatter()  # one scaler context for all frames
-        wanted, k, decoded = indices.tolist(), 0, 0
-        for frame in container.decode(stream):
+        frames = np.empty((len(indices), out_h, out_w, 3), dtype=np.uint8)
+        filled = np.zeros(len(indices), dtype=bool)
+
+        def keep(frame, k: int) -> None:
             if (frame.width, frame.height) != (info.width, info.height):
-                raise VideoReadError(
-                    path,
-                    f"frame size changes mid-stream at frame {decoded}: "
-                    f"{info.width}x{info.height} -> {frame.width}x{frame.height}",
-                )
-            if decoded == wanted[k]:
-                frames[k] = reformatter.reformat(frame, width=out_w, height=out_h, format="rgb24").to_ndarray()
-                k += 1
-                if k == len(wanted):
-                    break
-            decoded += 1
-        if k < len(wanted):
-            raise VideoReadError(
-                path,
-                f"stream ended after {decoded} of {info.num_frames} frames; sampled frame {wanted[k]} "
-                "cannot be decoded (truncated?)",
-            )
+                raise _size_change(path, info, frame, int(indices[k]))
+            frames[k] = reformatter.reformat(frame, width=out_w, height=out_h, format="rgb24").to_ndarray()
+            filled[k] = True
+
+        if plan is not None:
+            _decode_planned(stream, container, plan, keep)
+            if not filled.all():
+                raise VideoReadError(path, f"sampled frame {indices[~filled][0]} cannot be decoded (corrupt data?)")
+        else:
+            _decode_counted(path, container, stream, indices, info, keep)
     except av.FFmpegError as exc:
         raise VideoReadError(path, f"decode failed ({exc})") from None
     finally:
         container.close()
     return _result(frames, indices, info)
+
+
+def _decode_planned(stream, container, plan: _Plan, keep: Callable[[Any, int], None]) -> None:
+    """Feed the decoder only the planned packets; stop after the last one holding a sampled frame."""
+    ctx, i = stream.codec_context, 0
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if i >= len(plan.pts) or packet.pts != plan.pts[i]:
+            raise _PlanMismatch
+        if plan.decode[i]:
+            for frame in ctx.decode(packet):
+                _keep_planned(frame, plan, keep)
+        if i == plan.last:
+            break
+        i += 1
+    for frame in ctx.decode(None):  # drain the frames still held for reordering or by threads
+        _keep_planned(frame, plan, keep)
+
+
+def _keep_planned(frame, plan: _Plan, keep: Callable[[Any, int], None]) -> None:
+    if frame.pts is None:  # a decoder that does not pass packet pts through: count frames instead
+        raise _PlanMismatch
+    k = plan.slot.get(frame.pts)
+    if k is not None:
+        keep(frame, k)
+
+
+def _decode_counted(path, container, stream, indices, info, keep: Callable[[Any, int], None]) -> None:
+    """Decode every frame up to the last sampled one, counting frames in the order they are presented."""
+    wanted, k, decoded = indices.tolist(), 0, 0
+    for frame in container.decode(stream):
+        if (frame.width, frame.height) != (info.width, info.height):
+            raise _size_change(path, info, frame, decoded)
+        if decoded == wanted[k]:
+            keep(frame, k)
+            k += 1
+            if k == len(wanted):
+                return
+        decoded += 1
+    raise VideoReadError(
+        path,
+        f"stream ended after {decoded} of {info.num_frames} frames; sampled frame {wanted[k]} "
+        "cannot be decoded (truncated?)",
+    )
+
+
+def _size_change(path: str, info: VideoInfo, frame, index: int) -> VideoReadError:
+    return VideoReadError(
+        path,
+        f"frame size changes mid-stream: frame {index} is {frame.width}x{frame.height}, "
+        f"the stream header says {info.width}x{info.height}",
+    )
 
 
 def _result(frames: np.ndarray, indices: np.ndarray, info: VideoInfo) -> SampledVideo:
@@ -280,12 +434,16 @@ def sample_video(
     max_frames: int | None = None,
     size: tuple[int, int] | None = None,
     backend: str = "auto",
+    threads: int | None = None,
 ) -> SampledVideo:
-    """Decode only the sampled frames of one video (rules in the module docstring).
+    """Decode the sampled frames of one video (rules in the module docstring).
 
-    ``size=(height, width)`` resizes inside the decoder (cheaper than resizing afterwards).
-    ``backend="auto"`` uses decord and falls back to PyAV for any file decord refuses; streams
-    without a seek index (MPEG-TS, raw H.264) go to PyAV directly.
+    ``size=(height, width)`` resizes inside the decoder's colour conversion (cheaper than resizing
+    afterwards). ``backend="auto"`` is PyAV, which decodes only what the sampled frames depend on:
+    measured faster than decord's seek-per-frame on long-GOP H.264 (``bench/bench_video.py``) and
+    correct on containers without a seek index, where decord returns wrong frames. ``threads``
+    is the decoder's thread count (0 = FFmpeg's choice); None = 1 inside a :class:`PrefetchLoader`
+    with several workers, else 1 for frames under 640 x 640 pixels and FFmpeg's choice above.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -293,23 +451,15 @@ def sample_video(
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     if size is not None and (len(size) != 2 or min(size) <= 0):
         raise ValueError(f"size must be (height, width) with positive values, got {size!r}")
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
     p = str(path)
     _check_file(p)
     args = (p, num_frames, fps, max_frames, tuple(int(s) for s in size) if size is not None else None)
-    if backend == "pyav":
-        return _sample_pyav(*args)
+    threads = getattr(_thread_defaults, "threads", None) if threads is None else threads
     if backend == "decord":
-        return _sample_decord(*args)
-    header = _header(p)
-    if header is not None and header[0] in _PYAV_FORMATS:
-        return _sample_pyav(*args)
-    try:
-        return _sample_decord(*args, header=header)
-    except VideoReadError as decord_err:
-        try:
-            return _sample_pyav(*args)
-        except VideoReadError as pyav_err:
-            raise VideoReadError(p, f"{pyav_err.reason} [decord: {decord_err.reason}]") from None
+        return _sample_decord(*args, threads or 0)
+    return _sample_pyav(*args, threads)
 
 
 # --------------------------------------------------------------------------- prefetching
@@ -325,14 +475,25 @@ def _call_safely(sample_fn: Callable[[Any], SampledVideo], item: Any) -> Sampled
         return VideoReadError(str(item), f"{type(exc).__name__}: {exc}")
 
 
+# decoder threads for sample_video(threads=None) in this thread; PrefetchLoader's workers set it
+_thread_defaults = threading.local()
+
+
+def _set_decode_threads(threads: int | None) -> None:
+    _thread_defaults.threads = threads
+
+
 class PrefetchLoader:
     """Decode videos ahead of the consumer and yield ``(item, SampledVideo | VideoReadError)`` in order.
 
-    Threads are the default: decord (ctypes FFI) and PyAV release the GIL while decoding, and
-    threads avoid pickling frames between processes (see ``bench/bench_video.py``). At most
-    ``prefetch`` results wait in memory. ``num_workers=0`` decodes in the caller's thread.
-    ``sample_fn`` defaults to ``sample_video(item)``; for ``executor="process"`` it must be a
-    module-level function.
+    Threads are the default: PyAV and decord release the GIL while decoding, and threads avoid
+    pickling frames between processes (see ``bench/bench_video.py``). At most ``prefetch``
+    results wait in memory. ``num_workers=0`` decodes in the caller's thread. ``sample_fn``
+    defaults to ``sample_video(item)``; for ``executor="process"`` it must be a module-level
+    function. ``decode_threads`` is the decoder thread count inside each worker for calls that
+    leave ``sample_video(threads=None)``; None = 1 with several workers (the workers already fill
+    the cores; FFmpeg's threads in each would only contend with the other worker's), else
+    ``sample_video``'s own rule.
     """
 
     def __init__(
@@ -342,23 +503,28 @@ class PrefetchLoader:
         num_workers: int = 2,
         prefetch: int | None = None,
         executor: str = "thread",
+        decode_threads: int | None = None,
     ):
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if executor not in ("thread", "process"):
             raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
+        if decode_threads is not None and decode_threads < 0:
+            raise ValueError(f"decode_threads must be >= 0, got {decode_threads}")
         self.items = items
         self.sample_fn = sample_fn if sample_fn is not None else sample_video
         self.num_workers = num_workers
         self.prefetch = prefetch if prefetch is not None else max(2 * num_workers, 1)
         self.executor = executor
+        self.decode_threads = decode_threads if decode_threads is not None else (1 if num_workers > 1 else None)
 
     def _make_executor(self) -> Executor:
+        init = {"initializer": _set_decode_threads, "initargs": (self.decode_threads,)}
         if self.executor == "process":
             import multiprocessing
 
-            return ProcessPoolExecutor(self.num_workers, mp_context=multiprocessing.get_context("spawn"))
-        return ThreadPoolExecutor(self.num_workers, thread_name_prefix="stvg-video")
+            return ProcessPoolExecutor(self.num_workers, mp_context=multiprocessing.get_context("spawn"), **init)
+        return ThreadPoolExecutor(self.num_workers, thread_name_prefix="stvg-video", **init)
 
     def __iter__(self) -> Iterator[tuple[Any, SampledVideo | VideoReadError]]:
         if self.num_workers == 0:

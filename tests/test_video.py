@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import decord
 import numpy as np
 import pytest
 
+from stvg_plugin import video
 from stvg_plugin.video import (
     PrefetchLoader,
     SampledVideo,
@@ -138,6 +141,133 @@ def test_long_video_is_sampled_down_not_truncated(tmp_path):
     assert sv.timestamps[-1] > 18.0
 
 
+# --------------------------------------------------------------------------- decoding only what is needed
+
+
+def _moving_frames(n: int, height: int = 64, width: int = 96):
+    """Moving squares on a gradient with noise: x264 codes P- and (non-)reference B-frames."""
+    rng = np.random.default_rng(1)
+    base = np.zeros((height, width, 3), dtype=np.uint8)
+    base[..., 0] = np.linspace(20, 220, width, dtype=np.uint8)[None, :]
+    base[..., 2] = np.linspace(220, 20, height, dtype=np.uint8)[:, None]
+    base += rng.integers(0, 10, size=base.shape, dtype=np.uint8)
+    for i in range(n):
+        frame = base.copy()
+        x = (3 * i) % (width - 16)
+        frame[20:36, x : x + 16] = (240, 200, 40)
+        frame[(2 * i) % (height - 8) :][:8, 60:68] = (40, 220, 90)
+        yield frame
+
+
+def _write_x264(path: Path, n: int, x264_params: str, fps: int = 25) -> Path:
+    """An H.264 file with explicit x264 settings (open GOP, no B-frames, ...), written with PyAV."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.options = {"x264-params": x264_params, "preset": "veryfast"}
+        for arr in _moving_frames(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _every_frame(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Reference: decode every frame single-threaded, in the decoder's order, and convert it."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        h, w = size or (stream.codec_context.height, stream.codec_context.width)
+        return np.stack([f.to_ndarray(width=w, height=h, format="rgb24") for f in container.decode(stream)])
+
+
+def _decoded_count(path: Path, n: int) -> tuple[int, int]:
+    """Packets the sampler's plan hands to the decoder for n samples, of those up to the last sample."""
+    info = probe_video(path)
+    with av.open(str(path)) as container:
+        plan = video._plan(
+            str(path), container, container.streams.video[0], uniform_indices(info.num_frames, n), info.num_frames
+        )
+    return sum(plan.decode[: plan.last + 1]), plan.last + 1
+
+
+_STREAMS = {
+    "default": ("mp4", ""),  # x264 defaults: 3 B-frames, b-pyramid, keyint 250
+    "short_gop": ("mp4", "keyint=12:min-keyint=12:scenecut=0"),
+    "open_gop": ("mp4", "keyint=12:min-keyint=12:open-gop=1:scenecut=0"),
+    "no_bframes": ("mp4", "bframes=0"),
+    "no_pyramid": ("mkv", "b-pyramid=none:keyint=30"),
+    "mpegts": ("ts", "keyint=20"),
+}
+
+
+@pytest.fixture(scope="module")
+def x264_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("x264")
+    return {name: _write_x264(d / f"{name}.{ext}", 75, params) for name, (ext, params) in _STREAMS.items()}
+
+
+@pytest.mark.parametrize("name", list(_STREAMS))
+@pytest.mark.parametrize("n", [1, 2, 7, 32, 74])
+def test_pyav_frames_equal_a_full_decode(x264_files, name, n):
+    """Leaving frames out of the decoder changes no pixel and no index, whatever the GOP structure."""
+    path = x264_files[name]
+    every = _every_frame(path)
+    for threads in (0, 1):
+        sv = sample_video(path, num_frames=n, backend="pyav", threads=threads)
+        assert sv.indices.tolist() == uniform_indices(len(every), n).tolist()
+        np.testing.assert_array_equal(sv.frames, every[sv.indices])
+    reader = decord.VideoReader(str(path))
+    assert len(reader) == len(every) == sv.info.num_frames
+    if name != "mpegts":  # decord has no seek index for MPEG-TS
+        np.testing.assert_allclose(sv.timestamps, reader.get_frame_timestamp(sv.indices.tolist())[:, 0], atol=1e-6)
+
+
+def test_pyav_resized_frames_equal_a_full_decode(x264_files):
+    path = x264_files["default"]
+    sv = sample_video(path, num_frames=9, size=(32, 40), backend="pyav")
+    np.testing.assert_array_equal(sv.frames, _every_frame(path, (32, 40))[sv.indices])
+
+
+def test_frames_left_out_of_the_decoder(x264_files):
+    # non-reference B-frames that are not sampled are skipped (x264 default: ~40 % of frames) ...
+    decoded, upto = _decoded_count(x264_files["default"], 8)
+    assert decoded < 0.8 * upto
+    # ... whole closed GOPs (IDR to IDR) without a sample are skipped: 1 sample needs 1 GOP of 12
+    assert _decoded_count(x264_files["short_gop"], 1)[0] <= 12
+    # an open GOP's I-frames are not IDR: its GOPs are never skipped, only non-reference frames
+    assert 12 < _decoded_count(x264_files["open_gop"], 1)[0]
+    # no B-frames: every frame up to the last sample is a reference
+    assert _decoded_count(x264_files["no_bframes"], 8) == (71, 71)
+    # MPEG-TS carries Annex-B H.264: indices still come from pts, nothing is left out
+    decoded, upto = _decoded_count(x264_files["mpegts"], 8)
+    assert decoded == upto >= 65
+
+
+def test_sampling_all_frames(x264_files):
+    path = x264_files["default"]
+    sv = sample_video(path, num_frames=None)
+    assert sv.indices.tolist() == list(range(75))
+    np.testing.assert_array_equal(sv.frames, _every_frame(path))
+
+
+def test_auto_backend_is_pyav(synth_dir):
+    path = _videos(synth_dir)[2]
+    auto = sample_video(path, num_frames=6)
+    pyav = sample_video(path, num_frames=6, backend="pyav")
+    np.testing.assert_array_equal(auto.frames, pyav.frames)
+    assert auto.info == pyav.info
+
+
+def test_threads_argument(synth_dir):
+    path = _videos(synth_dir)[0]
+    one = sample_video(path, num_frames=5, threads=1)
+    np.testing.assert_array_equal(one.frames, sample_video(path, num_frames=5, threads=2).frames)
+    assert sample_video(path, num_frames=5, backend="decord", threads=1).indices.tolist() == one.indices.tolist()
+    with pytest.raises(ValueError):
+        sample_video(path, threads=-1)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -158,6 +288,10 @@ def test_bad_videos_raise_naming_the_path(bad_videos, name, backend):
         sample_video(path, num_frames=8, backend=backend)
     assert err.value.path == str(path)
     assert str(path) in str(err.value) and err.value.reason
+    if name == "resolution_change":
+        assert "frame size changes mid-stream" in err.value.reason
+    if name == "truncated" and backend != "decord":
+        assert "truncated" in err.value.reason
 
 
 def test_probe_bad_videos(bad_videos):
@@ -195,6 +329,20 @@ def test_prefetch_keeps_order_and_passes_errors(synth_dir, bad_videos, num_worke
     kinds = [type(res).__name__ for _, res in out]
     assert kinds == ["SampledVideo", "VideoReadError", "SampledVideo", "VideoReadError", "SampledVideo"]
     assert out[0][1].info.path == str(good[0]) and out[1][1].path == str(bad_videos["zero_byte"])
+
+
+def test_prefetch_workers_use_one_decoder_thread_each():
+    """With several workers, FFmpeg's own threads would only contend with the other worker's."""
+
+    def threads_seen(item):
+        return getattr(video._thread_defaults, "threads", None)
+
+    assert [r for _, r in PrefetchLoader(["a", "b"], threads_seen, num_workers=2)] == [1, 1]
+    assert [r for _, r in PrefetchLoader(["a"], threads_seen, num_workers=1)] == [None]  # sample_video's rule
+    assert [r for _, r in PrefetchLoader(["a"], threads_seen, num_workers=2, decode_threads=3)] == [3]
+    assert [r for _, r in PrefetchLoader(["a"], threads_seen, num_workers=0)] == [None]  # caller's thread
+    with pytest.raises(ValueError):
+        PrefetchLoader(["a"], threads_seen, decode_threads=-1)
 
 
 def test_prefetch_wraps_unexpected_errors():
