@@ -226,7 +226,7 @@ def _header(path: str) -> tuple[str, int, int] | None:
 # the decoder presents frames. Files where this cannot be known exactly (no pts, repeated pts,
 # packets the demuxer marks to discard) are decoded in full and the presented frames counted.
 
-_H264_SIDE_NALS = (6, 9, 12)  # SEI, access-unit delimiter, filler: no decoder state
+_H264_SIDE_NALS = (6, 9, 12)  # SEI, access-unit delimiter, filler: no later frame decodes from them
 
 
 def _avcc_length_size(stream) -> int | None:
