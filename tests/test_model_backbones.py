@@ -99,3 +99,24 @@ def test_backbone_path_keeps_pretrained_weights(tmp_path):
     for k, v in g.model.backbone.state_dict().items():
         assert torch.equal(v, expected[k]), k
     assert not torch.equal(g.model.st_query_embed.weight, src.st_query_embed.weight)  # seed 1 vs 0
+
+
+def test_patches_source_gives_the_decoder_the_grid_before_pooling(sampled):
+    """LLaVA-OneVision: 32 px / patch 8 = a 4x4 patch grid, pooled to 2x2 tokens for the LLM; Qwen: tokens."""
+    llava = build_tiny_model({"preset": "spacevllm_tiny", "decoder_visual_source": "patches"})
+    feats = llava.backbone.frame_features(llava.backbone.preprocess_frames(llava.processor.frame_processor,
+                                                                           sampled.frames))
+    assert feats.tokens.shape == (8, 4, 64) and feats.grid_hw == (2, 2)
+    assert feats.patches.shape == (8, 16, 64) and feats.patch_grid_hw == (4, 4)
+    # the pooled tokens are transformers' bilinear 2x2 pooling of exactly these patches
+    grid = feats.patches.reshape(8, 4, 4, 64).permute(0, 3, 1, 2)
+    pooled = torch.nn.functional.interpolate(grid, size=(2, 2), mode="bilinear").permute(0, 2, 3, 1).reshape(8, 4, 64)
+    torch.testing.assert_close(pooled, feats.tokens)
+    prefix = llava.encode_video(sampled)
+    assert prefix.visual_states.shape == (8, 16, 64) and prefix.visual_grid == (4, 4)
+    out = llava(llava.prepare_inputs(sampled, "the red circle", "from 0.5 s to 1.0 s"))
+    assert out.pred_boxes.shape == (1, 8, 4) and torch.isfinite(out.loss)
+
+    qwen = build_tiny_model({"preset": "spacevllm_qwen25vl_tiny", "decoder_visual_source": "patches"})
+    prefix = qwen.encode_video(sampled)
+    assert prefix.visual_states.shape == (8, 4, 64) and prefix.visual_grid == (2, 2)

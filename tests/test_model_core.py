@@ -54,6 +54,28 @@ def test_space_decoder_shapes_and_ranges():
     assert not torch.allclose(out.boxes, other.boxes)
 
 
+def test_text_match_starts_neutral_ignores_padding_and_scores_the_matching_token():
+    """``text_match``: zero-initialised (same output as without it), pads excluded from the text mean,
+    and once set, the frame's best match moves the relevance logit."""
+    torch.manual_seed(0)
+    plain = QueryGuidedSpaceDecoder(llm_dim=16, dim=16, heads=2)
+    plain._init_reference_head()
+    torch.manual_seed(0)
+    dec = QueryGuidedSpaceDecoder(llm_dim=16, dim=16, heads=2, text_match=True)
+    dec._init_reference_head()
+    visual, queries, text = torch.randn(1, 2, 4, 16), torch.randn(1, 2, 16), torch.randn(1, 3, 16)
+    a, b = plain(visual, queries, text), dec(visual, queries, text)
+    torch.testing.assert_close(a.boxes, b.boxes)
+    torch.testing.assert_close(a.relevance_logits, b.relevance_logits)
+    with torch.no_grad():
+        dec.text_key.weight.copy_(torch.eye(16) * 50.0)
+        dec.relevance_from_match.weight.fill_(1.0)
+    padded = dec(visual, queries, torch.cat([text, torch.randn(1, 2, 16) * 100], dim=1),
+                 text_pad=torch.tensor([[False] * 3 + [True] * 2]))
+    torch.testing.assert_close(padded.boxes, dec(visual, queries, text).boxes)
+    assert not torch.allclose(dec(visual, queries, text).relevance_logits, b.relevance_logits)
+
+
 def test_reference_box_head_soft_argmax_learns_where_the_object_is():
     """The reference head starts at the grid centre and quickly follows an "object here" token."""
     assert grid_shape(16) == (4, 4) and grid_shape(12) == (3, 4)

@@ -148,3 +148,33 @@ def test_build_prediction_text_boxes_replace_decoder_boxes():
     assert pred.boxes[15] == pytest.approx([0, 0, 100, 50])
     assert pred.boxes[25] == pytest.approx([100, 50, 200, 100])
     assert pred.boxes[20] == pytest.approx([50, 25, 150, 75])
+
+
+def test_word_tokenizer_keeps_common_words_whole_and_spells_the_rest():
+    from stvg_plugin.models.tokenizer import build_word_tokenizer
+
+    tok = build_word_tokenizer()
+    chars = build_char_tokenizer()
+    assert len(tok) > len(chars) + 200
+    for name in ("<|im_end|>", "<image>", "a", "7", " "):  # the character ids are kept as they were
+        assert tok.convert_tokens_to_ids(name) == chars.convert_tokens_to_ids(name)
+    ids = tok("the small red circle", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(ids) == ["the", " ", "small", " ", "red", " ", "circle"]
+    text = "Frame 3 at 1.20 s: the Man-in [red], reddish 42%?"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == text
+    pieces = tok.convert_ids_to_tokens(ids)
+    assert "red" in pieces and "reddish" not in pieces and pieces.count("d") >= 2  # no partial-word match
+    assert tok.convert_ids_to_tokens(tok("from 12.5 s", add_special_tokens=False)["input_ids"])[2:6] == [
+        "1", "2", ".", "5"]  # numbers stay digit by digit, as the answer template needs
+
+
+def test_tiny_model_with_word_tokenizer_saves_and_reloads_it(tmp_path):
+    from stvg_plugin.models import SpaceVLLMForGrounding
+
+    model = build_tiny_model({"preset": "spacevllm_tiny", "tokenizer": "words"})
+    assert model.backbone.vlm.get_input_embeddings().num_embeddings >= len(model.processor.tokenizer)
+    model.save_pretrained(tmp_path / "ckpt")
+    back = SpaceVLLMForGrounding.from_pretrained(tmp_path / "ckpt")
+    q = "the small red circle"
+    assert back.processor.instruction(q).input_ids.tolist() == model.processor.instruction(q).input_ids.tolist()

@@ -18,7 +18,7 @@ from stvg_plugin.models.space_decoder import DECODER_BOX_HEADS
 
 SPAN_SOURCES = ("text", "relevance", "combined")
 BOX_HEADS = ("decoder", "text")
-DECODER_VISUAL_SOURCES = ("hidden", "projected")
+DECODER_VISUAL_SOURCES = ("hidden", "projected", "patches")
 
 
 class SpaceVLLMConfig(PreTrainedConfig):
@@ -29,11 +29,15 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``num_frames``: frames sampled per video; ``max_frames``: rows of ``st_query_embed`` (N_max).
     * ``frame_size``: ``(height, width)`` frames are resized to while decoding the video.
     * ``decoder_dim`` / ``decoder_heads`` / ``decoder_layers`` / ``decoder_mlp_ratio``: space decoder.
-    * ``decoder_visual_source``: ``hidden`` (LLM last-layer states at the visual positions) or
-      ``projected`` (the projector output fed to the LLM).
+    * ``decoder_visual_source``: ``hidden`` (LLM last-layer states at the visual positions),
+      ``projected`` (the projector output fed to the LLM) or ``patches`` (the projector output on the
+      backbone's finest grid, before pooling: 4x the tokens on LLaVA-OneVision, so the box head
+      localises on an 8x8 instead of a 4x4 grid at 64 px; equal to ``projected`` on Qwen2.5-VL).
     * ``decoder_box_head``: ``reference`` (2-D position code on the visual tokens + soft-argmax box
       centre over the frame's token grid; learns from scratch) or ``mlp`` (MLP on the query state only,
       the first design; its boxes stayed at the mean box on CPU from scratch).
+    * ``decoder_text_match``: add a text-conditioned linear score per visual token (and its frame
+      maximum to the relevance logit); off in checkpoints saved before it existed.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
@@ -57,6 +61,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_mlp_ratio: int = 2
     decoder_visual_source: str = "hidden"
     decoder_box_head: str = "reference"
+    decoder_text_match: bool = False
     span_source: str = "combined"
     box_head: str = "decoder"
     relevance_threshold: float = 0.5

@@ -14,7 +14,8 @@ What is ours (unconfirmed choices, all switchable in :class:`SpaceVLLMConfig`):
     (row ``max_frames`` reserved for single-image REC), spliced at ``inputs_embeds`` level;
   * frame timestamps written in the prompt before every frame (``frame_template``);
   * the decoder's visual input = the LLM's last-layer states at the visual positions
-    (``decoder_visual_source="hidden"``; ``"projected"`` = the projector output) and its text input
+    (``decoder_visual_source="hidden"``; ``"projected"`` = the projector output; ``"patches"`` = the
+    projector output before LLaVA's 2x2 pooling, a finer grid for the boxes) and its text input
     = the last-layer states of the referring-text tokens only;
   * a per-frame relevance logit from the decoder's query state: a second span estimate
     (``span_source`` = text | relevance | combined) and a BCE target;
@@ -46,7 +47,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput
 
 from stvg_plugin.data import GroundingPrediction, Span
-from stvg_plugin.models.backbones import QUERY, VISUAL, BackboneAdapter, get_backbone
+from stvg_plugin.models.backbones import QUERY, VISUAL, BackboneAdapter, FrameFeatures, get_backbone
 from stvg_plugin.models.checkpoint import UnsafeCheckpointError, check_checkpoint_files
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.decoding import VideoGeometry, build_prediction
@@ -67,6 +68,7 @@ class VideoPrefix:
     geometry: VideoGeometry
     layout: PrefixLayout
     position_dims: int = 1  # 3 for Qwen2.5-VL's M-RoPE (position ids [3, B, n])
+    visual_grid: tuple[int, int] | None = None  # row-major (rows, cols) of visual_states' P tokens
 
 
 @dataclass
@@ -115,6 +117,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             config.decoder_layers,
             config.decoder_mlp_ratio,
             box_head=config.decoder_box_head,
+            text_match=config.decoder_text_match,
         )
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
@@ -138,10 +141,11 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
     # ------------------------------------------------------------------ prefix
     def _prefix_embeddings(
         self, pixel_inputs: dict[str, torch.Tensor], timestamps: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor, int, PrefixLayout, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, int, PrefixLayout, FrameFeatures]:
         """Visual tokens + query tokens + timestamp text, as ``inputs_embeds`` ``[1, L, D]``."""
         proc = self._require_processor()
-        visual = self.backbone.frame_tokens(pixel_inputs)  # [T, P, D]
+        features = self.backbone.frame_features(pixel_inputs)
+        visual = features.tokens  # [T, P, D]
         t, p, d = visual.shape
         if t > self.config.max_frames:
             raise ValueError(f"{t} frames exceed max_frames={self.config.max_frames} of st_query_embed")
@@ -153,17 +157,23 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         embeds = embeds.index_put((layout.positions(VISUAL).to(device),), visual.reshape(t * p, d).to(embeds.dtype))
         embeds = embeds.index_put((layout.positions(QUERY).to(device),), queries)
         position_ids, next_position = self.backbone.prefix_position_ids(layout.kinds.to(device), pixel_inputs)
-        return embeds[None], position_ids, next_position, layout, visual
+        return embeds[None], position_ids, next_position, layout, features
 
     def _text_positions(self, start: int, n: int, like: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(start, start + n, device=self.st_query_embed.weight.device)[None]
         return pos[None].expand(like.shape[0], 1, n) if like.ndim == 3 else pos
 
-    def _decoder_visual(self, hidden: torch.Tensor, layout: PrefixLayout, projected: torch.Tensor) -> torch.Tensor:
-        if self.config.decoder_visual_source == "projected":
-            return projected
-        t, p, d = projected.shape
-        return hidden[layout.positions(VISUAL).to(hidden.device)].reshape(t, p, d)
+    def _decoder_visual(
+        self, hidden: torch.Tensor, layout: PrefixLayout, features: FrameFeatures
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The space decoder's visual input ``[T, P, D]`` and its token grid (``decoder_visual_source``)."""
+        source = self.config.decoder_visual_source
+        if source == "projected":
+            return features.tokens, features.grid_hw
+        if source == "patches":
+            return features.patches, features.patch_grid_hw
+        t, p, d = features.tokens.shape
+        return hidden[layout.positions(VISUAL).to(hidden.device)].reshape(t, p, d), features.grid_hw
 
     @torch.no_grad()
     def encode_video(self, sampled: Any) -> VideoPrefix:
@@ -171,9 +181,10 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         proc = self._require_processor()
         pixel_inputs = self.backbone.preprocess_frames(proc.frame_processor, sampled.frames)
         timestamps = np.asarray(sampled.timestamps, dtype=np.float64)
-        embeds, position_ids, next_position, layout, projected = self._prefix_embeddings(pixel_inputs, timestamps)
+        embeds, position_ids, next_position, layout, features = self._prefix_embeddings(pixel_inputs, timestamps)
         out = self.backbone.language_model(inputs_embeds=embeds, position_ids=position_ids, use_cache=True)
         hidden = out.last_hidden_state[0]
+        visual_states, visual_grid = self._decoder_visual(hidden, layout, features)
         info = sampled.info
         geometry = VideoGeometry(
             indices=np.asarray(sampled.indices),
@@ -188,10 +199,11 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             length=int(embeds.shape[1]),
             next_position=next_position,
             query_states=hidden[layout.positions(QUERY).to(hidden.device)],
-            visual_states=self._decoder_visual(hidden, layout, projected),
+            visual_states=visual_states,
             geometry=geometry,
             layout=layout,
             position_dims=3 if position_ids.ndim == 3 else 1,
+            visual_grid=visual_grid,
         )
 
     # ------------------------------------------------------------------ queries against a prefix
@@ -348,6 +360,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 prefix.visual_states[None],
                 prefix.query_states[None],
                 hidden[k, : lengths[k]][ins.query_mask.to(device)][None],
+                grid_hw=prefix.visual_grid,
             )
             boxes.append(decoded.boxes[0].float().cpu().numpy())
             relevance.append(decoded.relevance_logits[0].float().cpu().numpy())
@@ -430,7 +443,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         examples = [inputs] if isinstance(inputs, GroundingInputs) else list(inputs)
         lm_losses, boxes, logits, answer_logits = [], [], [], []
         for ex in examples:
-            embeds, prefix_pos, next_position, layout, projected = self._prefix_embeddings(
+            embeds, prefix_pos, next_position, layout, features = self._prefix_embeddings(
                 ex.pixel_inputs, ex.timestamps
             )
             device = embeds.device
@@ -449,10 +462,9 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 lm_losses.append(F.cross_entropy(ans_logits, ex.answer_ids.to(device)))
                 answer_logits.append(ans_logits)
             text_states = hidden[lp : lp + n_instr][ex.instruction.query_mask.to(device)]
+            visual, grid_hw = self._decoder_visual(hidden, layout, features)
             decoded = self.space_decoder(
-                self._decoder_visual(hidden, layout, projected)[None],
-                hidden[layout.positions(QUERY).to(device)][None],
-                text_states[None],
+                visual[None], hidden[layout.positions(QUERY).to(device)][None], text_states[None], grid_hw=grid_hw
             )
             boxes.append(decoded.boxes)
             logits.append(decoded.relevance_logits)

@@ -1,7 +1,8 @@
 """Named model configurations and the builders that turn them into models.
 
 * ``spacevllm_tiny`` / ``spacevllm_qwen25vl_tiny``: random-initialised backbones built from config
-  alone, seeded, with the character tokenizer built in code: work with nothing downloaded.
+  alone, seeded, with a tokenizer built in code (``tokenizer: chars`` by default, or ``words``:
+  common English words whole, other words as characters): work with nothing downloaded.
 * ``spacevllm_7b`` (LLaVA-Video-7B-Qwen2 dims) / ``spacevllm_qwen25vl_7b``: need ``backbone_path``
   (a local transformers checkpoint of the base VLM) or a saved checkpoint; they also build on the
   meta device (:func:`build_meta_model`) to check shapes and count FLOPs without weights.
@@ -22,7 +23,7 @@ from stvg_plugin.models.backbones import get_backbone
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
 from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor, special_token_ids
-from stvg_plugin.models.tokenizer import build_char_tokenizer
+from stvg_plugin.models.tokenizer import build_tiny_tokenizer
 
 _CHATML_PREFIX = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 _QWEN_FRAME = {"frame_template": "Frame {index} at {time:.2f} s: <|vision_start|>", "frame_suffix": "<|vision_end|>\n"}
@@ -66,7 +67,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # keys of a spec that are about building/loading, not SpaceVLLMConfig fields
-_BUILD_KEYS = ("preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type")
+_BUILD_KEYS = (
+    "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer"
+)
 # config fields a caller may change on an already trained checkpoint
 RUNTIME_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes")
 
@@ -112,7 +115,7 @@ def build_config(
 def build_tiny_model(model_cfg: Mapping[str, Any] | str = "spacevllm_tiny") -> SpaceVLLMForGrounding:
     """A seeded random tiny model with its processor; identical for identical specs."""
     spec = resolve_spec(model_cfg)
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_tiny_tokenizer(spec.get("tokenizer", "chars"))
     config = build_config(spec, len(tokenizer), special_token_ids(tokenizer))
     adapter = get_backbone(spec["backbone"])
     processor = SpaceVLLMProcessor(tokenizer, adapter.build_frame_processor(tuple(config.frame_size)), config)
@@ -144,7 +147,7 @@ def build_meta_model(model_cfg: Mapping[str, Any] | str = "spacevllm_7b") -> Spa
     spec = resolve_spec(model_cfg)
     spec.pop("backbone_path", None)
     if spec.get("size") == "tiny":
-        tok = build_char_tokenizer()
+        tok = build_tiny_tokenizer(spec.get("tokenizer", "chars"))
         config = build_config(spec, len(tok), special_token_ids(tok))
     else:
         config = build_config(spec)

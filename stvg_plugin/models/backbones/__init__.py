@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stvg_plugin.models.backbones.base import QUERY, TEXT, VISUAL, BackboneAdapter
+from stvg_plugin.models.backbones.base import QUERY, TEXT, VISUAL, BackboneAdapter, FrameFeatures
 from stvg_plugin.models.backbones.llava_onevision import LlavaOnevisionAdapter
 from stvg_plugin.models.backbones.qwen2_5_vl import Qwen25VLAdapter
 
@@ -22,6 +22,7 @@ def get_backbone(name: str) -> type[BackboneAdapter]:
 __all__ = [
     "BACKBONES",
     "BackboneAdapter",
+    "FrameFeatures",
     "LlavaOnevisionAdapter",
     "Qwen25VLAdapter",
     "get_backbone",

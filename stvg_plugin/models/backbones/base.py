@@ -8,6 +8,7 @@ registry entry in :mod:`stvg_plugin.models.backbones`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +37,22 @@ def tiny_text_config(vocab_size: int, special_ids: dict[str, int]) -> dict[str, 
         pad_token_id=special_ids["pad"],
         bos_token_id=None,
     )
+
+
+@dataclass
+class FrameFeatures:
+    """Per-frame visual features in the LLM's width, each on a row-major ``rows x cols`` grid.
+
+    ``tokens`` are what the LLM reads; ``patches`` are the finest projected features the backbone has
+    before it merges or pools them into tokens (LLaVA-OneVision: the projector output before its 2x2
+    pooling, 4x the tokens). Backbones that merge before projecting (Qwen2.5-VL's merger) have nothing
+    finer in the LLM's width: ``patches`` is ``tokens`` there.
+    """
+
+    tokens: torch.Tensor  # [T, P, D]
+    grid_hw: tuple[int, int]
+    patches: torch.Tensor  # [T, G, D]
+    patch_grid_hw: tuple[int, int]
 
 
 class BackboneAdapter(nn.Module):
@@ -109,9 +126,13 @@ class BackboneAdapter(nn.Module):
     def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Visual embeddings after the projector, one row of ``P`` tokens per frame: ``[T, P, D]``."""
+    def frame_features(self, pixel_inputs: dict[str, torch.Tensor]) -> FrameFeatures:
+        """Visual embeddings after the projector (tokens + finer patches), one vision-tower pass."""
         raise NotImplementedError
+
+    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Visual embeddings the LLM reads, one row of ``P`` tokens per frame: ``[T, P, D]``."""
+        return self.frame_features(pixel_inputs).tokens
 
     def prefix_position_ids(
         self, kinds: torch.Tensor, pixel_inputs: dict[str, torch.Tensor]

@@ -2,13 +2,15 @@
 
 Frames go through transformers' own ``get_video_features`` (vision tower -> projector -> 2x2
 bilinear pooling), giving ``P = ceil(g/2)^2`` tokens per frame for a ``g x g`` patch grid (196 at
-384 px / patch 14). The single ``image_newline`` LLaVA appends after a whole video is dropped: our
+384 px / patch 14). The projector's output before the pooling (``g x g``, caught with a forward hook
+so the path stays transformers' own) is offered to the space decoder as the finer grid (ours). The single ``image_newline`` LLaVA appends after a whole video is dropped: our
 frames are interleaved with text and query tokens, so every frame already ends in text (ours).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +19,7 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
-from stvg_plugin.models.backbones.base import BackboneAdapter, tiny_text_config
+from stvg_plugin.models.backbones.base import BackboneAdapter, FrameFeatures, tiny_text_config
 
 
 class LlavaOnevisionAdapter(BackboneAdapter):
@@ -117,14 +119,31 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         out = processor(images=list(frames), return_tensors="pt")
         return {"pixel_values_videos": out["pixel_values"][None]}  # [1, T, 3, H, W]
 
-    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def frame_features(self, pixel_inputs: dict[str, torch.Tensor]) -> FrameFeatures:
         pixels = pixel_inputs["pixel_values_videos"].to(self.vlm.device, self.vlm.dtype)
         num_frames = pixels.shape[1]
         cfg = self.vlm.config
-        feats = self.vlm.model.get_video_features(
-            pixels,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        ).pooler_output
+        caught: list[torch.Tensor] = []
+        hook = self.vlm.model.multi_modal_projector.register_forward_hook(lambda _m, _i, out: caught.append(out))
+        try:
+            feats = self.vlm.model.get_video_features(
+                pixels,
+                vision_feature_layer=cfg.vision_feature_layer,
+                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+            ).pooler_output
+        finally:
+            hook.remove()
         feats = feats[:, :-1]  # drop the trailing image_newline
-        return feats.reshape(num_frames, -1, feats.shape[-1])
+        g = cfg.vision_config.image_size // cfg.vision_config.patch_size  # apply_pooling's grid
+        pooled = math.ceil(g / 2)
+        patches = caught[0].reshape(num_frames, -1, caught[0].shape[-1])
+        if patches.shape[1] != g * g:  # a "default" feature strategy or an odd grid: no finer grid to offer
+            patches, patch_grid = feats.reshape(num_frames, -1, feats.shape[-1]), (pooled, pooled)
+        else:
+            patch_grid = (g, g)
+        return FrameFeatures(
+            tokens=feats.reshape(num_frames, -1, feats.shape[-1]),
+            grid_hw=(pooled, pooled),
+            patches=patches,
+            patch_grid_hw=patch_grid,
+        )

@@ -18,7 +18,7 @@ import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from stvg_plugin.models.backbones.base import VISUAL, BackboneAdapter, tiny_text_config
+from stvg_plugin.models.backbones.base import VISUAL, BackboneAdapter, FrameFeatures, tiny_text_config
 
 
 class Qwen25VLAdapter(BackboneAdapter):
@@ -119,11 +119,16 @@ class Qwen25VLAdapter(BackboneAdapter):
         out = processor(images=list(frames), return_tensors="pt")
         return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
 
-    def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def frame_features(self, pixel_inputs: dict[str, torch.Tensor]) -> FrameFeatures:
+        """Merged tokens only: the merger projects 2x2 patches together, nothing finer is in the LLM width."""
         grid = pixel_inputs["image_grid_thw"].to(self.vlm.device)
         pixels = pixel_inputs["pixel_values"].to(self.vlm.device)
         feats = self.vlm.model.get_image_features(pixels, grid).pooler_output
-        return torch.stack(list(feats), dim=0)  # every frame has the same grid -> [T, P, D]
+        tokens = torch.stack(list(feats), dim=0)  # every frame has the same grid -> [T, P, D]
+        merge = int(self.vlm.config.vision_config.spatial_merge_size)
+        _, h, w = (int(v) for v in pixel_inputs["image_grid_thw"][0])
+        grid_hw = (h // merge, w // merge)
+        return FrameFeatures(tokens=tokens, grid_hw=grid_hw, patches=tokens, patch_grid_hw=grid_hw)
 
     def prefix_position_ids(
         self, kinds: torch.Tensor, pixel_inputs: dict[str, torch.Tensor]
