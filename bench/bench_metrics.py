@@ -126,6 +126,8 @@ def run(quick: bool = False) -> list[dict]:
             "details": {
                 "evaluate_median_s": round(fast, 4),
                 "loop_median_s": round(loop, 4),
+                "evaluate_min_s": round(min(fast_times), 4),  # noise check: min/min vs median/median
+                "loop_min_s": round(min(loop_times), 4),
                 "repeats": repeats,
                 "cpu_ratio": round(cpu_ratio, 2),
                 "m_vIoU": res.summary["m_vIoU"],

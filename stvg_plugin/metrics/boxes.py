@@ -1,20 +1,33 @@
 """Predicted/GT boxes of many queries as flat arrays, and per-frame lookup with optional filling.
 
-Boxes arrive as ``{frame: [x1, y1, x2, y2]}`` dicts; scoring thousands of queries needs them as one
-sorted array keyed by ``(query, frame)`` so every lookup is a single ``np.searchsorted``.
+Boxes arrive as ``{frame: [x1, y1, x2, y2]}`` dicts; scoring thousands of queries needs them as
+arrays: :func:`gather_boxes_many` reads the rows the metrics need (the engine's largest cost), and
+:class:`RaggedBoxes` keeps all of a query's boxes sorted by ``(query, frame)`` for the fill modes.
 """
 
 from __future__ import annotations
 
+import marshal
+from collections import deque
 from collections.abc import Mapping, Sequence
-from itertools import chain, repeat
-from operator import is_not, itemgetter
+from functools import cache
+from itertools import chain, islice, repeat
+from operator import getitem, is_, is_not
+from typing import Any
 
 import numpy as np
 
 from stvg_plugin.util.box_ops import BoxRepairStats, sanitize_box_array
 
-__all__ = ["BOX_FILLS", "RaggedBoxes", "composite_key", "gather_boxes", "gather_boxes_many", "sanitize_box_array"]
+__all__ = [
+    "BOX_FILLS",
+    "RaggedBoxes",
+    "composite_key",
+    "gather_boxes",
+    "gather_boxes_many",
+    "marshal_records",
+    "sanitize_box_array",
+]
 
 BOX_FILLS = ("none", "nearest", "linear")
 _FRAME_BIAS = 1 << 31  # lets negative frame indices sort correctly inside a query's key range
@@ -51,63 +64,141 @@ def gather_boxes_many(
     frames: np.ndarray,
     stats: BoxRepairStats | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`gather_boxes` for several ``(dicts, frame_shift, sanitize)`` sources on the same rows, in one pass.
+    """:func:`gather_boxes` for several ``(dicts, frame_shift, sanitize)`` sources on the same rows.
 
-    Per query, all of its frames are read from a plain dict with one ``operator.itemgetter`` call
-    (shared by the sources whose keys are not shifted); a query with an absent frame falls back to
-    ``dict.get`` row by row. All coordinates are then converted with a single ``np.fromiter``.
+    Reading the dicts is most of the metric engine's time, so nothing here loops over queries or
+    rows in Python: per block of ``_CHUNK_ROWS`` rows, the lookups are one ``map`` and the
+    coordinates one ``marshal`` pass (:func:`marshal_records`). Blocks keep the temporaries (keys,
+    box lists, bytes) small enough to stay in cache and to reuse the same memory, instead of
+    faulting in fresh pages for every pass over all rows.
     """
     n = qidx.size
     if not n:
         return [(np.zeros((0, 4), dtype=np.float64), np.zeros(0, dtype=bool)) for _ in sources]
-    bounds = np.concatenate([[0], np.flatnonzero(qidx[1:] != qidx[:-1]) + 1, [n]])
-    group_q = qidx[bounds[:-1]].tolist()
-    bounds = bounds.tolist()
-    keys = frames.tolist()
-    plan = []
-    for dicts, shift, _ in sources:
-        own = (frames - shift[qidx]).tolist() if shift is not None and shift.any() else None
-        plan.append((dicts, own, [], []))
-    for q, lo, hi in zip(group_q, bounds, bounds[1:]):
-        shared = None
-        for dicts, own, values, partial in plan:
-            d = dicts[q]
-            ks = keys if own is None else own
-            if type(d) is dict and d:  # plain dict: one C-level lookup of all the query's frames
-                if own is not None:
-                    get = itemgetter(*ks[lo:hi]) if hi - lo > 1 else None
-                elif shared is None:
-                    get = shared = itemgetter(*ks[lo:hi]) if hi - lo > 1 else None
-                else:
-                    get = shared
-                try:
-                    if get is None:
-                        values.append(d[ks[lo]])
-                    else:
-                        values.extend(get(d))
-                    continue
-                except KeyError:
-                    pass
-            if d:
-                values.extend(map(d.get, ks[lo:hi], repeat(_ABSENT, hi - lo)))
+    starts = np.flatnonzero(np.concatenate(([True], qidx[1:] != qidx[:-1])))
+    group_q = qidx[starts].tolist()
+    group_len = np.diff(np.append(starts, n)).tolist()
+    readers = [_Reader(dicts, shift, sanitize, qidx, group_q, group_len) for dicts, shift, sanitize in sources]
+    for lo in range(0, n, _CHUNK_ROWS):
+        hi = min(lo + _CHUNK_ROWS, n)
+        keys = frames[lo:hi].tolist()
+        for reader in readers:
+            own = keys if reader.shift_rows is None else (frames[lo:hi] - reader.shift_rows[lo:hi]).tolist()
+            values, any_absent = reader.lookup(lo, hi, own)
+            rec = marshal_records(values, 4, "g")
+            if rec is not None:
+                for i in range(4):
+                    reader.cols[i, lo:hi] = rec[f"v{i}"]
             else:
-                values.extend(repeat(_ABSENT, hi - lo))
-            partial.append((lo, hi))
+                reader.cols[:, lo:hi] = _stack_any_boxes(values, sanitize=True).T
+            if not any_absent:
+                continue
+            if reader.sanitize and rec is not None:  # only the count matters: absent rows are NaN
+                reader.num_absent += _count_absent(values, rec)
+            else:
+                mask = np.fromiter(map(is_not, values, repeat(_ABSENT)), dtype=bool, count=hi - lo)
+                reader.found[lo:hi] = mask
+                reader.num_absent += hi - lo - int(np.count_nonzero(mask))
     out = []
-    for (_, _, values, partial), (_, _, sanitize) in zip(plan, sources):
-        found = np.ones(n, dtype=bool)
-        for lo, hi in partial:
-            found[lo:hi] = np.fromiter(map(is_not, values[lo:hi], repeat(_ABSENT, hi - lo)), dtype=bool, count=hi - lo)
-        boxes = _stack_boxes(values, sanitize=True, stats=None)
-        if sanitize and found.any():
-            if found.all():
-                boxes, found = sanitize_box_array(boxes, stats)
-            else:
-                clean, valid = sanitize_box_array(boxes[found], stats)
-                boxes[found] = clean
-                found[found] = valid
+    for reader in readers:
+        boxes = reader.cols.T  # (n, 4) view of the column-major array
+        found = reader.found
+        if reader.sanitize:  # absent rows hold NaN, so the rule rejects them too; they are not counted
+            found = _sanitize_owned(boxes, stats, reader.num_absent)
         out.append((boxes, found))
     return out
+
+
+_CHUNK_ROWS = 8192
+_NO_BOXES: dict = {}  # stands in for a query without boxes; never written to
+
+
+class _Reader:
+    """One ``(dicts, frame_shift, sanitize)`` source of :func:`gather_boxes_many`, read block by block.
+
+    ``row_dicts`` yields each row's dict (its query's) and is consumed in row order. While every
+    frame asked has had a box, blocks are read with ``operator.getitem`` (no absent rows to look
+    for); after the first miss, with ``dict.get`` and the ``_ABSENT`` default.
+    """
+
+    def __init__(
+        self,
+        dicts: Sequence[Mapping[int, Sequence[float]] | None],
+        shift: np.ndarray | None,
+        sanitize: bool,
+        qidx: np.ndarray,
+        group_q: list[int],
+        group_len: list[int],
+    ):
+        per_group = [dicts[q] for q in group_q]
+        kinds = set(map(type, per_group))
+        self.plain = kinds <= {dict, type(None)}  # dict.get / getitem work on every row
+        if self.plain and type(None) in kinds:
+            per_group = [_NO_BOXES if d is None else d for d in per_group]
+        self.row_dicts = chain.from_iterable(map(repeat, per_group, group_len))
+        self.expect_hits = self.plain
+        self.dicts, self.qidx, self.sanitize = dicts, qidx, sanitize
+        self.shift_rows = shift[qidx] if shift is not None and shift.any() else None
+        n = qidx.size
+        self.cols = np.empty((4, n))  # coordinates column-major: the arithmetic that follows is per column
+        self.found = np.ones(n, dtype=bool)
+        self.num_absent = 0
+
+    def lookup(self, lo: int, hi: int, keys: list[int]) -> tuple[list, bool]:
+        """Box (or ``_ABSENT``) of rows ``lo:hi`` -> ``(values, whether any may be absent)``."""
+        if self.expect_hits:
+            rows = islice(self.row_dicts, hi - lo)
+            try:
+                return list(map(getitem, rows, keys)), False
+            except KeyError:
+                deque(rows, maxlen=0)  # skip the rest of this block's rows
+                self.expect_hits = False
+            dicts = [_NO_BOXES if d is None else d for d in map(self.dicts.__getitem__, self.qidx[lo:hi].tolist())]
+            return list(map(dict.get, dicts, keys, repeat(_ABSENT))), True
+        dicts = islice(self.row_dicts, hi - lo)
+        if not self.plain:  # other mappings: their own get; a falsy one has no boxes
+            return list(map(_mapping_get, dicts, keys)), True
+        return list(map(dict.get, dicts, keys, repeat(_ABSENT))), True
+
+
+def _mapping_get(d: Mapping | None, key: int) -> Any:
+    return d.get(key, _ABSENT) if d else _ABSENT
+
+
+def _count_absent(values: list, rec: np.ndarray) -> int:
+    """How many ``values`` are ``_ABSENT``: only tuples whose first item is NaN can be, checked by identity."""
+    maybe = np.flatnonzero((rec["code"] == ord("(")) & np.isnan(rec["v0"]))
+    return list(map(is_, map(values.__getitem__, maybe.tolist()), repeat(_ABSENT))).count(True)
+
+
+def _sanitize_owned(boxes: np.ndarray, stats: BoxRepairStats | None, num_absent: int = 0) -> np.ndarray:
+    """:func:`sanitize_box_array` in place on an ``(n, 4)`` array this module built -> valid mask.
+
+    The same rule and counters (the tests compare the two), computed on column views without the
+    defensive copy, ~3x faster. ``num_absent`` rows of NaN stand for "no box": rejected, not counted.
+    """
+    x1, y1, x2, y2 = boxes.T
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = x1 + y1
+        total += x2
+        total += y2
+        finite = np.isfinite(total)  # a finite sum can only come from finite rows
+    if not finite.all():  # the sum also overflows on huge finite boxes: decide those exactly
+        finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
+    swapped = (x2 < x1) | (y2 < y1)  # False on NaN rows
+    if swapped.any():
+        for lo, hi in ((x1, x2), (y1, y2)):
+            low = np.minimum(lo, hi)
+            np.maximum(lo, hi, out=hi)
+            lo[...] = low
+    with np.errstate(invalid="ignore"):
+        nonempty = ((x2 - x1) > 0) & ((y2 - y1) > 0)
+    valid = finite & nonempty
+    if stats is not None:
+        stats.rejected_nan += int(finite.size - np.count_nonzero(finite)) - num_absent
+        stats.swapped += int(np.count_nonzero(swapped & finite))
+        stats.rejected_empty += int(np.count_nonzero(finite & ~nonempty))
+    return valid
 
 
 class RaggedBoxes:
@@ -197,11 +288,27 @@ class RaggedBoxes:
 
 def _stack_boxes(values: list, sanitize: bool, stats: BoxRepairStats | None) -> np.ndarray:
     """List of 4-number boxes -> ``(n, 4)`` float array; malformed rows become NaN (rejected later)."""
+    n = len(values)
+    cols = np.empty((4, n))
+    for lo in range(0, n, _CHUNK_ROWS):
+        block = values[lo : lo + _CHUNK_ROWS]
+        rec = marshal_records(block, 4, "g")
+        if rec is None:
+            cols[:, lo : lo + len(block)] = _stack_any_boxes(block, sanitize).T
+        else:
+            for i in range(4):
+                cols[i, lo : lo + len(block)] = rec[f"v{i}"]
+    return cols.T
+
+
+def _stack_any_boxes(values: list, sanitize: bool) -> np.ndarray:
+    """:func:`_stack_boxes` for boxes that are not all plain float lists (ints, numpy arrays, malformed)."""
     if not values:
         return np.zeros((0, 4), dtype=np.float64)
-    try:  # fastest path for well-formed boxes: one flat pass over all coordinates
-        flat = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=4 * len(values))
-        return flat.reshape(len(values), 4)
+    try:  # any 4 numbers per box: one flat pass over all coordinates
+        if set(map(len, values)) == {4}:  # else a 5-number box would shift every later box silently
+            flat = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=4 * len(values))
+            return flat.reshape(len(values), 4)
     except (TypeError, ValueError):
         pass
     rows = np.full((len(values), 4), np.nan)
@@ -215,3 +322,44 @@ def _stack_boxes(values: list, sanitize: bool, stats: BoxRepairStats | None) -> 
     if not sanitize:
         raise ValueError("malformed box: expected 4 numbers")
     return rows
+
+
+# marshal format 2 (no back-references): a list is b"[" + int32 count + its items; a tuple the same
+# with b"("; a float b"g" + 8-byte little-endian IEEE double; an int in int32 range b"i" + int32.
+_ITEM_TYPES = {"g": "<f8", "i": "<i4"}
+_LIST_HEADER = 5
+
+
+@cache
+def _record_dtype(size: int, item_code: str) -> np.dtype:
+    fields = [("code", "u1"), ("count", "<i4")]
+    for i in range(size):
+        fields += [(f"t{i}", "u1"), (f"v{i}", _ITEM_TYPES[item_code])]
+    return np.dtype(fields)  # packed: one record per marshalled list/tuple
+
+
+def marshal_records(values: list, size: int, item_code: str) -> np.ndarray | None:
+    """``values`` as structured records (fields ``v0``..) if each is a list/tuple of ``size`` items of one kind.
+
+    ``item_code`` ``"g"``: Python floats; ``"i"``: Python ints in int32 range. ``marshal.dumps``
+    serialises the whole list from C, much faster than handing items to numpy one by one; the
+    records are then checked byte by byte (list/tuple code, count, one item code per field), so a
+    different shape anywhere (other lengths or item types, subclasses, numpy objects, which marshal
+    writes differently or not at all) returns None and the caller takes its general path.
+    """
+    try:
+        buf = marshal.dumps(values, 2)
+    except ValueError:  # an object marshal cannot write
+        return None
+    dtype = _record_dtype(size, item_code)
+    n = len(values)
+    if len(buf) != _LIST_HEADER + dtype.itemsize * n:
+        return None
+    rec = np.frombuffer(buf, dtype=dtype, count=n, offset=_LIST_HEADER)
+    code = rec["code"]
+    if not (((code == ord("[")) | (code == ord("("))).all() and (rec["count"] == size).all()):
+        return None
+    item = ord(item_code)
+    if not all((rec[f"t{i}"] == item).all() for i in range(size)):
+        return None
+    return rec

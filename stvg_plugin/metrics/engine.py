@@ -14,11 +14,14 @@ import gc
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, is_, is_not, itemgetter
 from typing import Any
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, StvgError
 from stvg_plugin.metrics.boxes import BOX_FILLS
 from stvg_plugin.metrics.rec import REC_THRESHOLDS, score_rec
+from stvg_plugin.metrics.rows import row_tail
 from stvg_plugin.metrics.stvg import STVG_SPECS, StvgCounters, score_stvg
 from stvg_plugin.metrics.temporal import TVG_THRESHOLDS, score_tvg
 from stvg_plugin.metrics.vstar import VSTAR_AP_THRESHOLDS, VSTAR_TIOU_THRESHOLDS, score_vstar
@@ -145,7 +148,9 @@ def _resolve(protocol: str, q: GroundingQuery) -> str:
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
+    vals = list(values)
+    if not all(map(is_not, vals, repeat(None))):
+        vals = [v for v in vals if v is not None]
     return math.fsum(vals) / len(vals) if vals else None
 
 
@@ -181,7 +186,7 @@ def evaluate(
 
 def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat) -> EvalResult:
     queries = list(queries)
-    index = {q.qid: i for i, q in enumerate(queries)}
+    index = dict(zip(map(attrgetter("qid"), queries), range(len(queries))))
     if len(index) != len(queries):  # name the first duplicate
         index = {}
         for i, q in enumerate(queries):
@@ -213,25 +218,33 @@ def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
     else:
         names = [_resolve(protocol, q) for q in queries]
     groups: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(name, []).append(i)
+    if len(set(names)) == 1:
+        groups[names[0]] = list(range(len(names)))
+    else:
+        for i, name in enumerate(names):
+            groups.setdefault(name, []).append(i)
     stats = BoxRepairStats()
     counters = StvgCounters()
     other: dict[str, int] = {}
     rows: list[dict | None] = [None] * len(queries)
     for name, idx in groups.items():
+        if len(idx) == len(queries):  # one group: idx is every query, in order
+            rows = _score_group(name, queries, preds, thresholds, box_fill, lmms_compat, stats, counters, other)
+            continue
         qs, ps = [queries[i] for i in idx], [preds[i] for i in idx]
         for i, r in zip(idx, _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other)):
             rows[i] = r
 
-    per_query = []
-    for q, p, name, r in zip(queries, preds, names, rows):
-        no_pair = r.pop("no_pair", False)
-        if p is None:
-            tail = {"missing": True, "parse_failed": False, "error": None}
-        else:
-            tail = {"missing": False, "parse_failed": bool(p.parse_failed or no_pair), "error": p.error}
-        per_query.append({"qid": q.qid, "qtype": q.qtype, "task": q.task, "protocol": name, **r, **tail})
+    if len(groups) == 1 and names[0] in STVG_SPECS:
+        per_query = rows  # the STVG scorer returns whole rows (see metrics/rows.py)
+    else:
+        per_query = []
+        for q, p, name, r in zip(queries, preds, names, rows):
+            if name in STVG_SPECS:
+                per_query.append(r)
+                continue
+            tail = row_tail(p, r.pop("no_pair", False))
+            per_query.append({"qid": q.qid, "qtype": q.qtype, "task": q.task, "protocol": name, **r, **tail})
 
     summary: dict[str, Any] = {"protocol": protocol if len(groups) != 1 else next(iter(groups), protocol)}
     merged = 0
@@ -239,17 +252,18 @@ def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
         prefix = f"{name}_" if len(groups) > 1 else ""
         chosen = _summary_rows(name, idx, queries, lmms_compat)
         merged += len(idx) - len(chosen)
-        summary.update(_summarise(name, [per_query[i] for i in chosen], thresholds, prefix))
+        chosen_rows = per_query if len(chosen) == len(per_query) else [per_query[i] for i in chosen]
+        summary.update(_summarise(name, chosen_rows, thresholds, prefix))
     num_nan = counters.nan_queries + other.get("nan", 0)
     summary.update(
         {
             "num_queries": len(queries),
-            "num_missing": preds.count(None),
+            "num_missing": list(map(is_, preds, repeat(None))).count(True),  # no dataclass __eq__ calls
             "num_unknown_qids": num_unknown,
             "unknown_qids": unknown,
             "num_duplicate_predictions": num_duplicates,
-            "num_parse_failed": sum(r["parse_failed"] for r in per_query),
-            "num_errors": sum(r["error"] is not None for r in per_query),
+            "num_parse_failed": list(map(itemgetter("parse_failed"), per_query)).count(True),
+            "num_errors": list(map(is_not, map(itemgetter("error"), per_query), repeat(None))).count(True),
             "num_no_span": counters.no_span,
             "num_gt_frames_without_box": counters.gt_frames_without_box,
             **stats.as_dict(),
@@ -291,19 +305,30 @@ def _summary_rows(name: str, idx: list[int], queries: Sequence[GroundingQuery], 
 def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     names = metric_names(name, thresholds)
-    for key, skey in names:
-        out[prefix + skey] = _mean([r.get(key) for r in rows])
+    *columns, row_qtypes = _columns(rows, [key for key, _ in names] + ["qtype"])
+    for (_key, skey), column in zip(names, columns):
+        out[prefix + skey] = _mean(column)
     if name in ("tvg", "rec"):
         for _key, skey in names:
             val = out[prefix + skey]
             out[prefix + skey + "_percent"] = val * 100 if val is not None else None
-    qtypes = sorted({r["qtype"] for r in rows if r.get("qtype") is not None})
+    qtypes = sorted(set(row_qtypes) - {None})
     for qt in qtypes:
         sub = [r for r in rows if r.get("qtype") == qt]
         out[f"{prefix}{qt}_num_queries"] = len(sub)
         for key, skey in names:
             out[f"{prefix}{qt}_{skey}"] = _mean([r.get(key) for r in sub])
     return out
+
+
+def _columns(rows: list[dict], keys: list[str]) -> list[list]:
+    """``[r.get(key) for r in rows]`` for every key, reading each row once when all rows have all keys."""
+    if len(keys) > 1 and rows:
+        try:
+            return [list(column) for column in zip(*map(itemgetter(*keys), rows))]
+        except KeyError:
+            pass
+    return [list(map(dict.get, rows, repeat(key))) for key in keys]
 
 
 def score_query(

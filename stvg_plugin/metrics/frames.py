@@ -20,7 +20,7 @@ def ragged_arange(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, 
     lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 0)
     qidx = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
     offsets = np.cumsum(lengths) - lengths
-    values = np.arange(qidx.size, dtype=np.int64) - offsets[qidx] + starts[qidx]
+    values = np.arange(qidx.size, dtype=np.int64) - np.repeat(offsets - starts, lengths)
     return qidx, values
 
 
@@ -105,32 +105,84 @@ class SampledUniverse:
         return self._rows(np.zeros_like(self.size), self.size)
 
     def _rows(self, first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        qidx, j = ragged_arange(first, length)
-        if self.capped.any():
-            sel = self.capped[qidx]
-            j[sel] = (j[sel] * self.n[qidx[sel]]) // self.max_len
-        return qidx, self._kept_frame(qidx, j)
+        """Rows ``first[q] <= j < first[q] + length[q]`` of the capped sequence, for every query q.
 
-    def _kept_frame(self, qidx: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """Frame of the i-th kept element: the start for i = 0, else the first frame of bin ``k_first - 1 + i``.
-
-        Rates >= 1 keep every frame (``start + i``). For bin k the first frame is ``ceil(k / r)`` up to
-        float error, so the candidates ``c - 1, c, c + 1`` are tested with the exact expression
-        ``floor(f * r) >= k`` and the first one that passes is taken (``floor(f * r)`` never
-        decreases in f).
+        Per-query values are spread onto the rows with ``np.repeat`` and every row is computed with
+        the same expression: cheaper than gathering by query index and masking.
         """
-        frames = self.start[qidx] + i
-        sub = ~self.every[qidx] & (i > 0)
-        if sub.any():
-            q = qidx[sub]
-            r = self.rate[q]
-            ks = self.k_first[q] - 1 + i[sub]
-            c = np.ceil(ks / r).astype(np.int64)
-            pick = c + 1
-            for cand in (c, c - 1):
-                pick = np.where(np.floor(cand * r) >= ks, cand, pick)
-            frames[sub] = pick
+        length = np.maximum(length, 0)
+        qidx, j = ragged_arange(first, length)
+        if self.capped.any():  # element (j * n) // max_len; max_len / max_len keeps uncapped rows as they are
+            j *= np.repeat(np.where(self.capped, self.n, self.max_len), length)
+            j //= self.max_len
+        return qidx, self._kept_frame(j, length)
+
+    def _kept_frame(self, i: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Frame of the i-th kept element (rows grouped by query, ``length[q]`` rows for query q).
+
+        The start for i = 0, else the first frame of bin ``k_first - 1 + i`` (:func:`_first_frames`);
+        rates >= 1 keep every frame (``start + i``). Queries share few distinct rates, so when the
+        bins asked for span a small range per rate, each (rate, bin) is solved once in a table and
+        the rows just index it; otherwise every row is solved. Both give the same frames.
+        """
+        frames = np.repeat(self.start, length)
+        frames += i
+        binned = ~self.every
+        if not binned.any():
+            return frames
+        use = i > 0
+        if not binned.all():
+            use &= np.repeat(binned, length)
+        ks = np.repeat(self.k_first - 1, length)
+        ks += i
+        solved = self._bin_table_lookup(ks, length, binned)
+        if solved is None:
+            solved = _first_frames(ks, np.repeat(self.rate, length))
+        np.copyto(frames, solved, casting="unsafe", where=use)  # integral values: exact
         return frames
+
+    def _bin_table_lookup(self, ks: np.ndarray, length: np.ndarray, binned: np.ndarray) -> np.ndarray | None:
+        """:func:`_first_frames` of every row's bin via one table per distinct rate; None if the tables
+        would not be smaller than the rows. Rows of queries that keep every frame get a dummy value."""
+        rates, rate_id = np.unique(self.rate, return_inverse=True)
+        has = binned & (length > 0)
+        last_row = np.cumsum(length) - 1
+        first_row = last_row - length + 1
+        lo = np.full(rates.size, np.iinfo(np.int64).max)
+        hi = np.full(rates.size, np.iinfo(np.int64).min)
+        np.minimum.at(lo, rate_id[has], ks[first_row[has]])  # bins only grow within a query
+        np.maximum.at(hi, rate_id[has], ks[last_row[has]])
+        size = np.where(hi >= lo, hi - lo + 1, 0)
+        if size.sum() > ks.size:
+            return None
+        lo = np.where(size > 0, lo, 0)
+        _, k_table = ragged_arange(lo, size)
+        table = _first_frames(k_table, np.repeat(rates, size))
+        index = ks + np.repeat((np.cumsum(size) - size - lo)[rate_id], length)
+        np.clip(index, 0, max(table.size - 1, 0), out=index)
+        return table[index] if table.size else np.zeros(ks.size)
+
+
+def _first_frames(k: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """First frame f of bin k at rate r, i.e. the least f with ``floor(f * r) >= k`` (as float64).
+
+    That is ``ceil(k / r)`` up to float error, so the candidates ``c - 1, c, c + 1`` are tested with
+    the exact expression; ``floor(f * r)`` never decreases in f, so "c - 1 passes" implies "c
+    passes" and the answer is ``c + 1`` minus the number of passing candidates. All in float64:
+    the same values numpy's int64 -> float64 casts would give. Unused rows may hold k/r = NaN
+    (fps = inf): no warnings.
+    """
+    k = k.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        c = np.divide(k, r)
+        np.ceil(c, out=c)
+        pick = c + 1.0
+        test = np.multiply(c, r)
+        pick -= np.floor(test, out=test) >= k
+        c -= 1.0
+        np.multiply(c, r, out=test)
+        pick -= np.floor(test, out=test) >= k
+    return pick
 
 
 def dense_universe(seg_start: np.ndarray, seg_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

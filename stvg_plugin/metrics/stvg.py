@@ -32,17 +32,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from operator import is_not, itemgetter
 
 import numpy as np
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
-from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes_many
+from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes_many, marshal_records
 from stvg_plugin.metrics.frames import TUBEDETR_MAX_LEN, SampledUniverse, dense_universe, seconds_to_universe_span
-from stvg_plugin.util.box_ops import BoxRepairStats, pairwise_iou
+from stvg_plugin.metrics.rows import row_tail
+from stvg_plugin.util.box_ops import BoxRepairStats
 
-_MAX_ROWS_PER_CHUNK = 2_000_000
+# Queries are scored in chunks of about this many (upper-bound) rows: the per-row arrays of a chunk
+# (a few MB) stay in cache and reuse freed memory; one chunk for all queries faults in fresh pages
+# for every temporary and is ~10 % slower on 10k queries.
+_MAX_ROWS_PER_CHUNK = 262_144
+_NO_SPAN = (0, 0)  # a missing prediction's span
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,42 @@ def _segment(q: GroundingQuery, spec: StvgSpec) -> tuple[int, int]:
     return s, e
 
 
+def _int_pairs(values: list) -> np.ndarray | None:
+    """``[(int(a), int(b)), ...]`` as an ``(n, 2)`` int64 array without a Python loop, else None.
+
+    Pairs of plain ints are read through :func:`marshal_records`; otherwise ``np.fromiter`` into
+    int64 converts each value as ``int()`` does and raises where ``int()`` (or the int64 range)
+    would, so None (also for ``None`` entries or other lengths) sends the caller to its per-query
+    path, which reproduces the exact errors and semantics.
+    """
+    if not values or not all(map(is_not, values, repeat(None))):  # `None in` would call ndarray.__eq__
+        return None
+    rec = marshal_records(values, 2, "i")
+    if rec is not None:
+        pairs = np.empty((len(values), 2), dtype=np.int64)
+        pairs[:, 0] = rec["v0"]
+        pairs[:, 1] = rec["v1"]
+        return pairs
+    try:
+        if set(map(len, values)) != {2}:
+            return None
+        return np.fromiter(chain.from_iterable(values), dtype=np.int64, count=2 * len(values)).reshape(-1, 2)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _segments(queries: Sequence[GroundingQuery], spec: StvgSpec) -> np.ndarray:
+    """``(n, 2)`` evaluation segments (:func:`_segment` per query unless all are plain int pairs)."""
+    extras = [q.extra for q in queries]
+    raw = [e.get("segment") for e in extras]
+    if spec.dense:
+        raw = [None if e.get("tubedetr_frame_offset") else r for e, r in zip(extras, raw)]
+    segs = _int_pairs(raw)
+    if segs is None:
+        segs = np.array([_segment(q, spec) for q in queries], dtype=np.int64).reshape(len(queries), 2)
+    return segs
+
+
 def _check_query(q: GroundingQuery) -> None:
     if q.span_frames is None:
         raise AnnotationError("stvg query has no ground-truth span_frames", entry=f"qid {q.qid}")
@@ -108,7 +149,8 @@ def score_stvg(
     stats: BoxRepairStats,
     counters: StvgCounters,
 ) -> list[dict]:
-    """Per-query metric dicts (``tIoU``, ``vIoU``, ``gt_vIoU``, ``vIoU@t``, ``gt_vIoU@t``, spans used)."""
+    """Whole per-query rows (:mod:`~stvg_plugin.metrics.rows`): ``tIoU``, ``vIoU``, ``gt_vIoU``,
+    ``vIoU@t``, ``gt_vIoU@t`` and the spans used, between the query's head and the prediction's tail."""
     out: list[dict] = []
     nq = len(queries)
     if spec.dense or spec.official_hcstvg:
@@ -135,14 +177,17 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         for q in queries:
             _check_query(q)
     fps = np.array(fps_list, dtype=np.float64)
-    segs = np.array([_segment(q, spec) for q in queries], dtype=np.int64).reshape(nq, 2)
+    segs = _segments(queries, spec)
     offset = np.zeros(nq, dtype=np.int64)
     if spec.use_frame_offset:
         raw_offset = [q.extra.get("tubedetr_frame_offset") for q in queries]
         if any(raw_offset):
             offset = np.fromiter((int(o or 0) for o in raw_offset), dtype=np.int64, count=nq)
-    gs = np.fromiter(map(itemgetter(0), spans), dtype=np.int64, count=nq) + offset
-    ge = np.fromiter(map(itemgetter(1), spans), dtype=np.int64, count=nq) + offset
+    pairs = _int_pairs(spans)
+    if pairs is None:
+        pairs = np.stack([np.fromiter(map(itemgetter(k), spans), dtype=np.int64, count=nq) for k in (0, 1)], axis=1)
+    gs = pairs[:, 0] + offset
+    ge = pairs[:, 1] + offset
     if spec.drop_gt_last_frame:
         ge = np.maximum(np.minimum(ge, segs[:, 1]) - 1, gs)
     pred_dicts = [p.boxes if p is not None else None for p in preds]
@@ -197,13 +242,11 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         pfound = pfound | use_fill
     if spec.official_hcstvg:  # eval_hcvg reads the predicted tube only
         pfound &= in_pred_row
-    counters.gt_frames_without_box += int((~gfound).sum())
+    counters.gt_frames_without_box += int(gfound.size - np.count_nonzero(gfound))
     both = gfound & pfound
-    if both.all():
-        iou = pairwise_iou(pbox, gbox)
-    else:
-        iou = np.zeros(rq.size, dtype=np.float64)
-        iou[both] = pairwise_iou(pbox[both], gbox[both])
+    iou = _row_iou(pbox, gbox)
+    if not both.all():
+        iou[~both] = 0.0
     nan = np.isnan(iou)
     if nan.any():
         counters.nan_frames += int(nan.sum())
@@ -225,7 +268,10 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
     rows = []
     v_keys = [(f"vIoU@{th}", th) for th in thresholds]
     g_keys = [(f"gt_vIoU@{th}", th) for th in thresholds]
-    for t, v, g, s0, s1, p0, p1, has in zip(
+    name = spec.name
+    for q, p, t, v, g, s0, s1, p0, p1 in zip(
+        queries,
+        preds,
         tiou.tolist(),
         viou.tolist(),
         gt_viou.tolist(),
@@ -233,20 +279,25 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         ge.tolist(),
         ps.tolist(),
         pe.tolist(),
-        has_pred.tolist(),
     ):
-        row = {"tIoU": t, "vIoU": v, "gt_vIoU": g}
+        row = {"qid": q.qid, "qtype": q.qtype, "task": q.task, "protocol": name, "tIoU": t, "vIoU": v, "gt_vIoU": g}
         for key, th in v_keys:
             row[key] = 1.0 if v > th else 0.0
         for key, th in g_keys:
             row[key] = 1.0 if g > th else 0.0
         row["gt_span"] = [s0, s1]
-        row["pred_span"] = [p0, p1] if has else None
+        row["pred_span"] = [p0, p1] if p is not None else None
+        row.update(row_tail(p))
         rows.append(row)
     return rows
 
 
 def _pred_spans(preds, nq, counters):
+    spans = [p.span_frames if p is not None else _NO_SPAN for p in preds]
+    pairs = _int_pairs(spans)
+    if pairs is not None:  # every prediction has integer span_frames: no seconds, nothing to count
+        zeros = np.zeros(nq, dtype=np.float64)
+        return pairs.min(axis=1), pairs.max(axis=1), np.zeros(nq, dtype=bool), zeros, zeros.copy()
     ps_list, pe_list = [0] * nq, [0] * nq  # Python lists: item assignment into numpy costs ~10x more
     by_seconds = np.zeros(nq, dtype=bool)
     t0 = np.zeros(nq, dtype=np.float64)
@@ -289,6 +340,35 @@ def _seconds_to_raw_frames(fps, t0, t1):
     end = np.floor(f1 + 1e-9).astype(np.int64) + 1
     start = np.maximum(start, 0)
     return start, np.maximum(end, start)
+
+
+def _row_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of two ``(n, 4)`` xyxy arrays, bit for bit :func:`~stvg_plugin.util.box_ops.pairwise_iou`.
+
+    (Its ``+ eps`` with eps = 0 could only turn a -0.0 union into +0.0, and then the intersection
+    is 0 and the IoU NaN either way.) Computed on every row on column views with in-place ufuncs,
+    cheaper than selecting rows first: the caller overwrites rows without both boxes, and rows
+    holding NaN/inf (absent or rejected boxes) compute garbage quietly.
+    """
+    a0, a1, a2, a3 = a.T
+    b0, b1, b2, b3 = b.T
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        iw = np.minimum(a2, b2)
+        iw -= np.maximum(a0, b0)
+        np.maximum(iw, 0.0, out=iw)  # == np.clip(iw, 0, None), NaN and -0.0 included
+        ih = np.minimum(a3, b3)
+        ih -= np.maximum(a1, b1)
+        np.maximum(ih, 0.0, out=ih)
+        inter = iw
+        inter *= ih
+        union = a2 - a0
+        union *= a3 - a1
+        area_b = b2 - b0
+        area_b *= b3 - b1
+        union += area_b
+        union -= inter
+        inter /= union
+    return inter
 
 
 def _frame_tiou(gs, ge, ps, pe) -> np.ndarray:
