@@ -226,6 +226,10 @@ def _header(path: str) -> tuple[str, int, int] | None:
 # the decoder presents frames. Files where this cannot be known exactly (no pts, repeated pts,
 # packets the demuxer marks to discard) are decoded in full and the presented frames counted.
 
+# packets of files up to this size are kept from the planning pass instead of demuxed again: each
+# read is one more release and re-acquisition of the GIL, which is what 2 decoding threads contend on
+_KEEP_PACKET_BYTES = 16 << 20
+
 _H264_SIDE_NALS = (6, 9, 12)  # SEI, access-unit delimiter, filler: no later frame decodes from them
 
 
@@ -262,6 +266,7 @@ class _Plan:
     decode: list[bool]
     slot: dict[int, int]  # pts -> position in the sample
     last: int  # decode-order position of the last packet holding a sampled frame
+    packets: list | None  # the demuxed packets when small enough to keep, so they are not read twice
 
 
 def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) -> _Plan | None:
@@ -269,6 +274,8 @@ def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) ->
     length_size = _avcc_length_size(stream)
     pts: list[int] = []
     kinds: list[int] = []
+    packets: list | None = []
+    kept = 0
     for packet in container.demux(stream):
         if packet.size == 0:
             continue
@@ -277,7 +284,14 @@ def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) ->
             return None
         pts.append(packet.pts)
         kinds.append(_h264_kind(memoryview(packet), length_size) if length_size else 0)
-    container.seek(0)
+        if packets is not None:
+            kept += packet.size
+            if kept > _KEEP_PACKET_BYTES:
+                packets = None
+            else:
+                packets.append(packet)
+    if packets is None:
+        container.seek(0)
     order = sorted(pts)
     if len(set(order)) != len(order):
         return None
@@ -298,7 +312,7 @@ def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) ->
                     decode[j] = wanted[j] or kinds[j] != 1
             gop_start = i
     last = max((i for i, w in enumerate(wanted) if w), default=-1)
-    return _Plan(pts=pts, decode=decode, slot=slot, last=last)
+    return _Plan(pts=pts, decode=decode, slot=slot, last=last, packets=packets)
 
 
 class _PlanMismatch(Exception):
@@ -365,7 +379,8 @@ def _read_pyav(path, num_frames, fps, max_frames, size, threads, planned) -> Sam
 def _decode_planned(stream, container, plan: _Plan, keep: Callable[[Any, int], None]) -> None:
     """Feed the decoder only the planned packets; stop after the last one holding a sampled frame."""
     ctx, i = stream.codec_context, 0
-    for packet in container.demux(stream):
+    packets = plan.packets if plan.packets is not None else container.demux(stream)
+    for packet in packets:
         if packet.size == 0:
             continue
         if i >= len(plan.pts) or packet.pts != plan.pts[i]:

@@ -223,6 +223,16 @@ def test_pyav_frames_equal_a_full_decode(x264_files, name, n):
         np.testing.assert_allclose(sv.timestamps, reader.get_frame_timestamp(sv.indices.tolist())[:, 0], atol=1e-6)
 
 
+def test_large_files_are_demuxed_twice_with_the_same_frames(x264_files, monkeypatch):
+    """Above the keep limit, packets are read again instead of kept from the planning pass."""
+    path = x264_files["short_gop"]
+    kept = sample_video(path, num_frames=7, backend="pyav")
+    monkeypatch.setattr(video, "_KEEP_PACKET_BYTES", 0)
+    again = sample_video(path, num_frames=7, backend="pyav")
+    np.testing.assert_array_equal(kept.frames, again.frames)
+    np.testing.assert_array_equal(again.frames, _every_frame(path)[again.indices])
+
+
 def test_pyav_resized_frames_equal_a_full_decode(x264_files):
     path = x264_files["default"]
     sv = sample_video(path, num_frames=9, size=(32, 40), backend="pyav")
