@@ -134,15 +134,16 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         finally:
             hook.remove()
         feats = feats[:, :-1]  # drop the trailing image_newline
+        tokens = feats.reshape(num_frames, -1, feats.shape[-1])
         g = cfg.vision_config.image_size // cfg.vision_config.patch_size  # apply_pooling's grid
         pooled = math.ceil(g / 2)
         patches = caught[0].reshape(num_frames, -1, caught[0].shape[-1])
         if patches.shape[1] != g * g:  # a "default" feature strategy or an odd grid: no finer grid to offer
-            patches, patch_grid = feats.reshape(num_frames, -1, feats.shape[-1]), (pooled, pooled)
+            patches, patch_grid = tokens, (pooled, pooled)
         else:
             patch_grid = (g, g)
         return FrameFeatures(
-            tokens=feats.reshape(num_frames, -1, feats.shape[-1]),
+            tokens=tokens,
             grid_hw=(pooled, pooled),
             patches=patches,
             patch_grid_hw=patch_grid,
