@@ -212,7 +212,8 @@ def test_data_parallel_two_processes_give_same_numbers(spacevllm_run: dict, data
     dp, single = _results(out)["results"], _results(spacevllm_run["out"])["results"]
     for task in TASK_FILES:
         for name in metric_names(default_protocol(TASK_FILES[task][0])):
-            assert dp[task][f"{name},none"] == pytest.approx(single[task][f"{name},none"], abs=1e-9)
+            # two runs of the model: equal up to the CPU kernels' rounding (see tests/close.py)
+            assert dp[task][f"{name},none"] == pytest.approx(single[task][f"{name},none"], abs=1e-6)
         assert len(_samples(out, task)) == len(_samples(spacevllm_run["out"], task))
 
 
