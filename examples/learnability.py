@@ -31,13 +31,14 @@ from stvg_plugin.training.baselines import random_predictions
 KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 # the synthetic generator as used here (defaults otherwise: 160x120, 10 fps, 6-10 s)
 SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6.0)}
-# the tiny preset tuned for learning on CPU (conf/model/spacevllm_tiny_learn.yaml): 16 frames of 64x64 px
-# (a 4x4 grid of visual tokens per frame), span from the relevance head, the decoder reads the projector
-# output through the reference-point box head (decoder_box_head=reference)
+# the tiny preset tuned for learning on CPU (conf/model/spacevllm_tiny_learn.yaml): 16 frames of 64x64 px,
+# span from the relevance head; the decoder reads the 8x8 projector grid, mixes tokens over space-time,
+# scores them against the text and places the box by soft-argmax (reference-point head), trained with a
+# direct target on its token scores (trainer.loss_weights.centre)
 MODEL = ["model=spacevllm_tiny_learn"]
-TRAINER = ["trainer=cpu_tiny", "trainer.max_steps=1800", "trainer.lr=3e-3", "trainer.grad_accum=8",
+TRAINER = ["trainer=cpu_tiny", "trainer.max_steps=3000", "trainer.lr=3e-3", "trainer.grad_accum=8",
            "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
-           "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
+           "trainer.loss_weights.centre=5.0", "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
 SETTINGS: list[str] = []  # --set
 
 
@@ -71,7 +72,7 @@ def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("outputs/learnability"))
-    ap.add_argument("--train-videos", type=int, default=600)
+    ap.add_argument("--train-videos", type=int, default=1500)
     ap.add_argument("--val-videos", type=int, default=60)
     ap.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (both runs)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the box_head=text run")

@@ -166,3 +166,14 @@ def test_int_pairs_reads_like_int() -> None:
     assert _int_pairs([(1, 2, 3)]) is None
     assert _int_pairs([(float("nan"), 1)]) is None and _int_pairs([(2**70, 1)]) is None
     assert _int_pairs([np.array([1, 2]), (3, 4)]).tolist() == [[1, 2], [3, 4]]
+
+
+def test_vue_stg_scores_a_prediction_without_boxes_as_an_empty_tube() -> None:
+    from stvg_plugin.metrics import evaluate
+
+    q = _query()
+    for boxes in (None, {}):
+        pred = GroundingPrediction(qid="q", span_s=(1.0, 3.0), boxes=boxes)
+        row = evaluate([q], [pred], protocol="vue_stg").per_query[0]
+        same = evaluate([q], [GroundingPrediction(qid="q", span_s=(1.0, 3.0), boxes={})], protocol="vue_stg")
+        assert row == same.per_query[0]

@@ -101,6 +101,56 @@ def test_reference_box_head_soft_argmax_learns_where_the_object_is():
     assert mlp(visual, torch.zeros(8, 4, 16), text).boxes.shape == (8, 4, 4)
 
 
+def test_temporal_mixer_starts_as_identity_and_lets_a_frame_see_its_neighbours():
+    """``temporal``: zero-initialised (same output as without it); once trained, frame t's box depends on
+    frames t-1 and t+1 (motion is visible) but not on t+2, and without the mixer on no other frame."""
+    torch.manual_seed(0)
+    plain = QueryGuidedSpaceDecoder(llm_dim=16, dim=16, heads=2)
+    plain._init_reference_head()
+    torch.manual_seed(0)
+    dec = QueryGuidedSpaceDecoder(llm_dim=16, dim=16, heads=2, temporal=True)
+    dec._init_reference_head()
+    visual, queries, text = torch.randn(1, 5, 4, 16), torch.randn(1, 5, 16), torch.randn(1, 3, 16)
+    torch.testing.assert_close(plain(visual, queries, text).boxes, dec(visual, queries, text).boxes)
+    with torch.no_grad():
+        dec.temporal.mix.weight.normal_()
+    moved = visual.clone()
+    moved[0, 3] += torch.randn(4, 16)  # change frame 3 only
+    for model, sees in ((dec, {2, 3, 4}), (plain, {3})):
+        a, b = model(visual, queries, text).boxes[0], model(moved, queries, text).boxes[0]
+        changed = {t for t in range(5) if not torch.allclose(a[t], b[t], atol=1e-7)}
+        assert changed == sees
+    out = dec(visual, queries, text)
+    assert out.token_logits.shape == (1, 5, 4) and out.grid_hw == (2, 2)
+
+
+def test_centre_loss_targets_a_split_whose_mean_is_the_box_centre():
+    from stvg_plugin.models.losses import centre_loss, centre_targets
+
+    boxes = torch.tensor([[0.125, 0.125, 0.1, 0.1], [0.3, 0.6, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2], [1.0, 0.0, 0.1, 0.1]])
+    target = centre_targets(boxes, (4, 4))
+    assert target.shape == (4, 16) and torch.allclose(target.sum(-1), torch.ones(4))
+    assert target[0, 0] == 1.0  # on a cell centre: all on that cell
+    assert target[3, 3] == 1.0  # outside the outer cell centres: clamped to the corner cell
+    assert torch.allclose(target[2].reshape(4, 4)[1:3, 1:3], torch.full((2, 2), 0.25))
+    mean = target @ grid_centres(4, 4)
+    assert torch.allclose(mean[:3], boxes[:3, :2], atol=1e-6)  # the split's mean is the centre itself
+    assert centre_targets(boxes, (2, 4)).shape == (4, 8)
+    in_span = torch.tensor([True, True, True, False])
+    exact = target.clamp(min=1e-12).log()  # logits whose softmax is the target: the minimum (its entropy)
+    entropy = -(target[:3] * target[:3].clamp(min=1e-12).log()).sum(-1).mean()
+    assert centre_loss(exact, (4, 4), boxes, in_span) == pytest.approx(entropy.item(), abs=1e-5)
+    assert centre_loss(exact.roll(5, dims=-1), (4, 4), boxes, in_span) > entropy + 5
+    # frames outside the span do not count; none in span is a zero that still backpropagates
+    wrong_last = exact.clone()
+    wrong_last[3] = exact[3].roll(5)
+    assert centre_loss(wrong_last, (4, 4), boxes, in_span) == pytest.approx(entropy.item(), abs=1e-5)
+    logits = torch.zeros(4, 16, requires_grad=True)
+    none = centre_loss(logits, (4, 4), boxes, torch.zeros(4, dtype=torch.bool))
+    none.backward()
+    assert none.item() == 0.0 and logits.grad is not None
+
+
 def test_tiny_model_is_seeded_and_fast(grounder, video):
     a, b = build_tiny_model("spacevllm_tiny"), build_tiny_model("spacevllm_tiny")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):

@@ -53,6 +53,25 @@ def test_resume_continues_with_identical_losses(synth_dir: Path, tmp_path: Path)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_centre_loss_and_temporal_mixer_train_and_reload(synth_dir: Path, tmp_path: Path) -> None:
+    """The opt-in centre cross-entropy is logged and trained on; the space-time mixer leaves its zero
+    init, and the checkpoint reloads with it."""
+    qs = _queries(synth_dir)
+    model = {**TINY, "decoder_temporal": True}
+    trainer = {**FAST, "max_steps": 4, "loss_weights": {"centre": 1.0}}
+    fit(model, qs, tmp_path / "c", trainer=trainer, resume=None)
+    log = _log(tmp_path / "c")
+    assert all(r["loss_centre"] > 0 for r in log)
+    w = {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0, "centre": 1.0}
+    for r in log:  # the centre term is part of the optimised total
+        assert r["loss"] == pytest.approx(sum(w[k] * r[f"loss_{k}"] for k in w), rel=1e-5)
+    loaded = SpaceVLLMForGrounding.from_pretrained(tmp_path / "c" / "final")
+    assert loaded.config.decoder_temporal and loaded.space_decoder.temporal is not None
+    assert loaded.space_decoder.temporal.mix.weight.abs().sum() > 0
+    pred = load_grounder(model, checkpoint=tmp_path / "c" / "final").ground(qs[0].video, [qs[0].query])[0]
+    assert pred.error is None and pred.boxes
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(synth_dir: Path, tmp_path: Path) -> None:
     t = prepare(TINY, _queries(synth_dir), tmp_path, trainer={**FAST, "max_steps": 5, "save_every": 2}, resume=None)
     t.train(until=2)

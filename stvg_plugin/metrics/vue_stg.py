@@ -87,6 +87,6 @@ def score_vue_stg(queries: Sequence[GroundingQuery], preds: Sequence[GroundingPr
     for q, p in zip(queries, preds):
         if not q.fps:
             raise AnnotationError("vue_stg query needs a positive fps", entry=f"qid {q.qid}")
-        pred = _tube_of(p.boxes, q) if p is not None else []
+        pred = _tube_of(p.boxes, q) if p is not None and p.boxes else []  # no boxes (None/empty): empty tube
         rows.append(vue_stg_scores(_tube_of(q.boxes, q), pred))
     return rows

@@ -38,11 +38,15 @@ class SpaceVLLMConfig(PreTrainedConfig):
       the first design; its boxes stayed at the mean box on CPU from scratch).
     * ``decoder_text_match``: add a text-conditioned linear score per visual token (and its frame
       maximum to the relevance logit); off in checkpoints saved before it existed.
+    * ``decoder_temporal``: a depthwise space-time convolution over the frames' token grids in the
+      decoder (reference head), so motion ("moving left") is visible per token; off by default.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
     * loss weights for the trainer: ``loss_l1_weight`` (5), ``loss_giou_weight`` (2) (DETR defaults,
-      assumed in the notes), ``loss_relevance_weight``, ``loss_lm_weight``.
+      assumed in the notes), ``loss_relevance_weight``, ``loss_lm_weight``, ``loss_centre_weight``
+      (0 = off: cross-entropy of the reference head's per-token scores towards the GT centre, split
+      bilinearly over its nearest token cells).
     """
 
     model_type: ClassVar[str] = "spacevllm"
@@ -62,6 +66,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_visual_source: str = "hidden"
     decoder_box_head: str = "reference"
     decoder_text_match: bool = False
+    decoder_temporal: bool = False
     span_source: str = "combined"
     box_head: str = "decoder"
     relevance_threshold: float = 0.5
@@ -76,6 +81,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     loss_l1_weight: float = 5.0
     loss_giou_weight: float = 2.0
     loss_relevance_weight: float = 1.0
+    loss_centre_weight: float = 0.0
     initializer_range: float = 0.02
     seed: int = 0
     trust_remote_code: bool = False

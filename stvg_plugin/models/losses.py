@@ -53,6 +53,43 @@ def box_losses(pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor, in_span: torc
     return {"loss_l1": l1, "loss_giou": (1.0 - giou).sum() / count}
 
 
+def centre_targets(gt_cxcywh: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear split of each box centre over the 4 nearest token-cell centres, ``[..., rows * cols]``.
+
+    The split's mean cell position is the centre itself (clamped to the outermost cell centres), so a
+    head whose soft-argmax matches this distribution puts the centre exactly, not on a cell centre.
+    """
+    rows, cols = grid_hw
+    flat = gt_cxcywh.reshape(-1, gt_cxcywh.shape[-1]).float()
+    out = torch.zeros(flat.shape[0], rows, cols, device=flat.device)
+    n = torch.arange(flat.shape[0], device=flat.device)
+    gx = (flat[:, 0] * cols - 0.5).clamp(0, cols - 1)
+    gy = (flat[:, 1] * rows - 0.5).clamp(0, rows - 1)
+    x0, y0 = gx.floor().long(), gy.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=cols - 1), (y0 + 1).clamp(max=rows - 1)
+    wx, wy = gx - x0, gy - y0
+    for yy, xx, w in ((y0, x0, (1 - wy) * (1 - wx)), (y0, x1, (1 - wy) * wx), (y1, x0, wy * (1 - wx)), (y1, x1, wy * wx)):
+        out.index_put_((n, yy, xx), w, accumulate=True)
+    return out.reshape(*gt_cxcywh.shape[:-1], rows * cols)
+
+
+def centre_loss(
+    token_logits: torch.Tensor, grid_hw: tuple[int, int], gt_cxcywh: torch.Tensor, in_span: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of per-token scores ``[..., T, P]`` towards :func:`centre_targets`, in-span frames only.
+
+    Why: the reference head's box centre is a soft-argmax over these scores; through L1/GIoU alone the
+    choice of *which* object gets a weak, late gradient (the centre moves by a fraction of a cell). A
+    direct target on the tokens (CenterNet's idea) says it outright; a one-hot cell target instead
+    would pin the centre to cell centres (half a cell of error on a coarse grid).
+    """
+    mask = in_span.bool()
+    if int(mask.sum()) == 0:
+        return token_logits.sum() * 0.0
+    target = centre_targets(gt_cxcywh[mask].to(token_logits.device), grid_hw)
+    return -(target * token_logits[mask].float().log_softmax(dim=-1)).sum(dim=-1).mean()
+
+
 def relevance_loss(logits: torch.Tensor, in_span: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """BCE of per-frame relevance logits against "frame inside the GT span"."""
     target = in_span.to(logits.dtype)
@@ -72,11 +109,20 @@ def grounding_loss(
     l1_weight: float = 5.0,
     giou_weight: float = 2.0,
     relevance_weight: float = 1.0,
+    centre_weight: float = 0.0,
+    token_logits: torch.Tensor | None = None,
+    grid_hw: tuple[int, int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All decoder losses and their weighted sum under ``loss`` (the LM loss is added by the caller)."""
+    """All decoder losses and their weighted sum under ``loss`` (the LM loss is added by the caller).
+
+    ``loss_centre`` is there when ``token_logits`` (and their ``grid_hw``) are given.
+    """
     parts = box_losses(pred_cxcywh, gt_cxcywh, in_span)
     parts["loss_relevance"] = relevance_loss(relevance_logits, in_span)
     parts["loss"] = (
         l1_weight * parts["loss_l1"] + giou_weight * parts["loss_giou"] + relevance_weight * parts["loss_relevance"]
     )
+    if token_logits is not None and grid_hw is not None:
+        parts["loss_centre"] = centre_loss(token_logits, grid_hw, gt_cxcywh, in_span)
+        parts["loss"] = parts["loss"] + centre_weight * parts["loss_centre"]
     return parts

@@ -92,6 +92,8 @@ class SpaceVLLMOutput(ModelOutput):
     pred_boxes: torch.Tensor | None = None  # [B, T, 4] normalised cxcywh
     relevance_logits: torch.Tensor | None = None  # [B, T]
     answer_logits: list[torch.Tensor] | None = field(default=None)
+    token_logits: torch.Tensor | None = None  # [B, T, P] reference head's per-token scores
+    token_grid: tuple[int, int] | None = None  # their (rows, cols)
 
 
 class SpaceVLLMPreTrainedModel(PreTrainedModel):
@@ -118,6 +120,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             config.decoder_mlp_ratio,
             box_head=config.decoder_box_head,
             text_match=config.decoder_text_match,
+            temporal=config.decoder_temporal,
         )
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
@@ -441,7 +444,8 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         decoder losses (:mod:`losses`) are added with the config's weights into ``loss``.
         """
         examples = [inputs] if isinstance(inputs, GroundingInputs) else list(inputs)
-        lm_losses, boxes, logits, answer_logits = [], [], [], []
+        lm_losses, boxes, logits, answer_logits, token_logits = [], [], [], [], []
+        token_grid = None
         for ex in examples:
             embeds, prefix_pos, next_position, layout, features = self._prefix_embeddings(
                 ex.pixel_inputs, ex.timestamps
@@ -468,7 +472,11 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             )
             boxes.append(decoded.boxes)
             logits.append(decoded.relevance_logits)
+            if decoded.token_logits is not None:
+                token_logits.append(decoded.token_logits)
+                token_grid = decoded.grid_hw
         pred_boxes, relevance_logits = torch.cat(boxes), torch.cat(logits)
+        all_token_logits = torch.cat(token_logits) if token_logits else None
         loss_lm = torch.stack(lm_losses).mean() if lm_losses else None
         losses: dict[str, torch.Tensor] = {}
         if all(ex.gt_boxes is not None and ex.in_span is not None for ex in examples):
@@ -481,6 +489,9 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 l1_weight=cfg.loss_l1_weight,
                 giou_weight=cfg.loss_giou_weight,
                 relevance_weight=cfg.loss_relevance_weight,
+                centre_weight=cfg.loss_centre_weight,
+                token_logits=all_token_logits,
+                grid_hw=token_grid,
             )
         total = None
         if loss_lm is not None:
@@ -494,6 +505,8 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             pred_boxes=pred_boxes,
             relevance_logits=relevance_logits,
             answer_logits=answer_logits or None,
+            token_logits=all_token_logits,
+            token_grid=token_grid,
         )
 
     # ------------------------------------------------------------------ save / load

@@ -27,6 +27,35 @@ DECODER_BOX_HEADS = ("reference", "mlp")
 class SpaceDecoderOutput:
     boxes: torch.Tensor  # [B, T, 4] normalised cxcywh in (0, 1)
     relevance_logits: torch.Tensor  # [B, T]
+    token_logits: torch.Tensor | None = None  # [B, T, P] the reference head's per-token scores (pre-softmax)
+    grid_hw: tuple[int, int] | None = None  # (rows, cols) of those P tokens
+
+
+class SpaceTimeMixer(nn.Module):
+    """Residual depthwise 3x3x3 convolution over (time, rows, cols) of the frames' token grids + a pointwise mix.
+
+    Why: the decoder otherwise sees one frame at a time, so a phrase such as "moving left" cannot be
+    matched by any token (two identical shapes differ only in how they move). Depthwise keeps it cheap
+    (27 weights per channel); the pointwise output is zero-initialised, so a new mixer starts as identity.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv3d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.mix = nn.Linear(dim, dim)
+
+    def zero_init(self) -> None:
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.bias.zero_()
+
+    def forward(self, v: torch.Tensor, b: int, t: int, rows: int, cols: int) -> torch.Tensor:
+        """``v`` ``[B*T, rows*cols, dim]`` (frames of one video consecutive) -> same shape."""
+        dim = v.shape[-1]
+        x = self.norm(v).reshape(b, t, rows, cols, dim).permute(0, 4, 1, 2, 3)  # [B, dim, T, rows, cols]
+        x = self.conv(x).permute(0, 2, 3, 4, 1).reshape(b * t, rows * cols, dim)
+        return v + self.mix(nn.functional.gelu(x))
 
 
 class CrossAttentionBlock(nn.Module):
@@ -90,6 +119,10 @@ class QueryGuidedSpaceDecoder(nn.Module):
       Softmax cross-attention alone cannot say *how well* a token matches the text (its weights
       always sum to one). Reference head only. Measured on the synthetic data: the box loss leaves
       the mean-box level sooner, the held-out scores did not move (examples/learnability.md).
+      ``temporal`` adds a :class:`SpaceTimeMixer` over the frames' token grids before the text
+      cross-attention (reference head only), so motion phrases can be matched by a token.
+      The per-token scores are returned (``token_logits``) so a trainer can supervise them directly
+      (``loss_centre_weight``: cross-entropy towards the GT box centre split over its nearest cells).
     * ``mlp``: the plain head (MLP on ``q_i'`` -> sigmoid cxcywh, no position code): DETR's slow start,
       its boxes did not beat the mean box when trained from scratch on CPU (examples/learnability.md).
     """
@@ -103,6 +136,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
         mlp_ratio: int = 2,
         box_head: str = "reference",
         text_match: bool = False,
+        temporal: bool = False,
     ):
         super().__init__()
         if box_head not in DECODER_BOX_HEADS:
@@ -124,6 +158,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
             # [attention-pooled tokens, q] -> (dx, dy) centre offset (logit space) + (w, h) logits
             self.box_head = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 4))
         self.text_match = bool(text_match) and box_head == "reference"
+        self.temporal = SpaceTimeMixer(dim) if temporal and box_head == "reference" else None
         if self.text_match:
             # token . W(mean text): a text-conditioned linear score per visual token (zero-initialised)
             self.text_key = nn.Linear(dim, dim)
@@ -141,6 +176,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
                     for layer in (self.text_key, self.relevance_from_match):
                         layer.weight.zero_()
                         layer.bias.zero_()
+            if self.temporal is not None:
+                self.temporal.zero_init()
 
     def forward(
         self,
@@ -162,6 +199,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
             if rows * cols != p:
                 raise ValueError(f"grid_hw {grid_hw} does not hold {p} tokens")
             v = v + sincos_position_embedding(rows, cols, v.shape[-1], v.device).to(v.dtype)
+            if self.temporal is not None:
+                v = self.temporal(v, b, t, rows, cols)
         q = self.query_proj(queries).reshape(b * t, 1, -1)
         txt = self.text_proj(text)
         txt = txt[:, None].expand(b, t, *txt.shape[1:]).reshape(b * t, txt.shape[1], -1)
@@ -192,4 +231,9 @@ class QueryGuidedSpaceDecoder(nn.Module):
         centre = centre.clamp(1e-4, 1 - 1e-4)
         cxcy = (torch.logit(centre) + raw[:, :2]).sigmoid()
         boxes = torch.cat([cxcy, raw[:, 2:].sigmoid()], dim=-1).to(v.dtype)
-        return SpaceDecoderOutput(boxes=boxes.reshape(b, t, 4), relevance_logits=relevance)
+        return SpaceDecoderOutput(
+            boxes=boxes.reshape(b, t, 4),
+            relevance_logits=relevance,
+            token_logits=scores.reshape(b, t, p),
+            grid_hw=(rows, cols),
+        )

@@ -23,14 +23,15 @@ import torch
 from tqdm.auto import tqdm
 
 from stvg_plugin.data import StvgError, atomic_write_text
-from stvg_plugin.models.losses import box_losses, relevance_loss
+from stvg_plugin.models.losses import box_losses, centre_loss, relevance_loss
 from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, TrainExample
 from stvg_plugin.training.parts import has_lora, plain_state_dict
 
 log = logging.getLogger(__name__)
 
-LOSS_KEYS = ("lm", "l1", "giou", "relevance")
+LOSS_KEYS = ("lm", "l1", "giou", "relevance", "centre")
+DEFAULT_LOSS_WEIGHTS = {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0, "centre": 0.0}
 LOG_NAME = "train_log.jsonl"
 
 
@@ -57,7 +58,7 @@ class TrainerConfig:
     cache_frames: bool = True
     num_workers: int = 2
     video_backend: str = "auto"
-    loss_weights: dict[str, float] = field(default_factory=lambda: {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0})
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainerConfig:
@@ -69,7 +70,7 @@ class TrainerConfig:
         bad_w = set(cfg.loss_weights) - set(LOSS_KEYS)
         if bad_w:
             raise StvgError(f"trainer.loss_weights has unknown keys {sorted(bad_w)}; known: {LOSS_KEYS}")
-        cfg.loss_weights = {**{"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0}, **dict(cfg.loss_weights)}
+        cfg.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **dict(cfg.loss_weights)}
         if cfg.max_steps < 1 or cfg.grad_accum < 1:
             raise StvgError("trainer.max_steps and trainer.grad_accum must be >= 1")
         return cfg
@@ -83,7 +84,8 @@ def mixed_precision_mode(setting: str) -> str:
 
 
 def example_losses(out: Any, ex: TrainExample, weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
-    """LM loss on the answer; L1 + GIoU on in-span frames with a box; BCE relevance on all frames."""
+    """LM loss on the answer; L1 + GIoU (+ the cross-entropy of the box head's token scores towards the GT centre) on in-span frames with a box;
+    BCE relevance on all frames."""
     pred = out.pred_boxes[0]
     device = pred.device
     parts = box_losses(pred, ex.gt_boxes.to(device), ex.box_mask.to(device))
@@ -93,7 +95,11 @@ def example_losses(out: Any, ex: TrainExample, weights: Mapping[str, float]) -> 
         "l1": parts["loss_l1"],
         "giou": parts["loss_giou"],
         "relevance": relevance_loss(out.relevance_logits[0], ex.relevance_target.to(device)),
+        "centre": zero,
     }
+    if out.token_logits is not None:
+        losses["centre"] = centre_loss(out.token_logits[0], out.token_grid, ex.gt_boxes.to(device),
+                                       ex.box_mask.to(device))  # fmt: skip
     losses["total"] = sum(float(weights[k]) * losses[k] for k in LOSS_KEYS)
     return losses
 
