@@ -38,7 +38,7 @@ SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6
 MODEL = ["model=spacevllm_tiny_learn"]
 TRAINER = ["trainer=cpu_tiny", "trainer.max_steps=3000", "trainer.lr=3e-3", "trainer.grad_accum=8",
            "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
-           "trainer.loss_weights.centre=5.0", "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
+           "trainer.loss_weights.centre=8.0", "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
 SETTINGS: list[str] = []  # --set
 
 
