@@ -117,8 +117,9 @@ class QueryGuidedSpaceDecoder(nn.Module):
       the query's words: one direction per attribute, so the object matching all of them scores
       highest), to the per-token scores, and its best value over the frame to the relevance logit.
       Softmax cross-attention alone cannot say *how well* a token matches the text (its weights
-      always sum to one). Reference head only. Measured on the synthetic data: the box loss leaves
-      the mean-box level sooner, the held-out scores did not move (examples/learnability.md).
+      always sum to one). Reference head only. Measured on the synthetic data: alone, the box loss
+      leaves the mean-box level sooner but the held-out scores did not move; together with the
+      centre target below it is part of the best setting (examples/learnability.md, session 3).
       ``temporal`` adds a :class:`SpaceTimeMixer` over the frames' token grids before the text
       cross-attention (reference head only), so motion phrases can be matched by a token.
       The per-token scores are returned (``token_logits``) so a trainer can supervise them directly
