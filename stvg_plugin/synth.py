@@ -16,9 +16,11 @@ annotation bytes and same rendered frames; the encoded files may differ by encod
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -199,6 +201,35 @@ def render_frames(objects: list[SynthObject], background: np.ndarray, num_frames
         yield frame
 
 
+def _make_video(
+    out: Path,
+    seed: int,
+    v: int,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    duration_s: tuple[float, float],
+    max_queries_per_video: int,
+    max_distractors: int,
+    span_fraction: tuple[float, float],
+    noise: float,
+) -> list[GroundingQuery]:
+    """Draw, render and encode video ``v`` of a set; returns its queries (module-level: picklable)."""
+    rng = np.random.default_rng([seed, v])
+    num_frames = max(4, int(round(rng.uniform(*duration_s) * fps)))
+    num_targets = int(rng.integers(1, max_queries_per_video + 1))
+    num_distractors = int(rng.integers(1, max_distractors + 1)) if max_distractors > 0 else 0
+    objects = _make_objects(rng, num_frames, width, height, num_targets, num_distractors, span_fraction)
+    background = _background(rng, width, height, noise)
+    video_path = out / f"video_{v:04d}.mp4"
+    write_video(video_path, render_frames(objects, background, num_frames), fps, threads=1)
+    return [
+        _to_query(v, q, obj, _describe(q, objects, rng), video_path, fps, num_frames, width, height)
+        for q, obj in enumerate(objects[:num_targets])
+    ]
+
+
 def generate_synthetic(
     output_dir: str | os.PathLike,
     num_videos: int = 6,
@@ -213,32 +244,39 @@ def generate_synthetic(
     span_fraction: tuple[float, float] = (0.3, 0.7),
     noise: float = 6.0,
     write_hcstvg_json: bool = True,
+    workers: int = 1,
 ) -> Path:
     """Write ``video_XXXX.mp4`` files, ``annotations.jsonl`` (unified) and ``hcstvg.json`` into ``output_dir``.
 
-    Returns the path of ``annotations.jsonl`` (byte-identical for a seed; see the module docstring
-    for the videos).
+    Returns the path of ``annotations.jsonl`` (byte-identical for a seed, whatever ``workers``; see
+    the module docstring for the videos). ``workers`` > 1 renders and encodes videos in that many
+    processes (``make demo`` writes 1 500+ videos).
     """
     if num_videos < 1:
         raise ValueError(f"num_videos must be >= 1, got {num_videos}")
     if max_queries_per_video < 1:
         raise ValueError(f"max_queries_per_video must be >= 1, got {max_queries_per_video}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if width % 2 or height % 2 or min(width, height) < 16:
         raise ValueError(f"width and height must be even and >= 16, got {width}x{height}")
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    make = functools.partial(
+        _make_video, out, seed, width=width, height=height, fps=fps, duration_s=duration_s,
+        max_queries_per_video=max_queries_per_video, max_distractors=max_distractors,
+        span_fraction=span_fraction, noise=noise,
+    )  # fmt: skip
     queries: list[GroundingQuery] = []
-    for v in range(num_videos):
-        rng = np.random.default_rng([seed, v])
-        num_frames = max(4, int(round(rng.uniform(*duration_s) * fps)))
-        num_targets = int(rng.integers(1, max_queries_per_video + 1))
-        num_distractors = int(rng.integers(1, max_distractors + 1)) if max_distractors > 0 else 0
-        objects = _make_objects(rng, num_frames, width, height, num_targets, num_distractors, span_fraction)
-        background = _background(rng, width, height, noise)
-        video_path = out / f"video_{v:04d}.mp4"
-        write_video(video_path, render_frames(objects, background, num_frames), fps, threads=1)
-        for q, obj in enumerate(objects[:num_targets]):
-            queries.append(_to_query(v, q, obj, _describe(q, objects, rng), video_path, fps, num_frames, width, height))
+    if workers <= 1 or num_videos < 2 * workers:
+        for v in range(num_videos):
+            queries.extend(make(v))
+    else:  # each video has its own rng, so the result does not depend on who draws it
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for video_queries in pool.map(make, range(num_videos), chunksize=16):
+                queries.extend(video_queries)
     annotations = out / "annotations.jsonl"
     write_queries(annotations, queries, relative_to=str(out))
     if write_hcstvg_json:

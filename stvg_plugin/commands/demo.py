@@ -70,10 +70,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     stvg = _stvg()
     synth = cfg.synth
     options = OmegaConf.to_container(synth.get("generator") or {}, resolve=True)
+    # the training set may differ (e.g. more distractors); the held-out set keeps `generator`
+    train_only = synth.get("train_generator")
+    train_options = {**options, **(OmegaConf.to_container(train_only, resolve=True) if train_only else {})}
     generator = [f"generator.{k}={json.dumps(v)}" for k, v in options.items()]
+    train_generator = [f"generator.{k}={json.dumps(v)}" for k, v in train_options.items()]
     steps.run("synthesize train and held-out videos",
               [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}",
-               f"seed={synth.train_seed}", *generator],
+               f"seed={synth.train_seed}", *train_generator],
               [*stvg, "synth", f"output_dir={heldout_data}", f"num_videos={synth.heldout_videos}",
                f"seed={synth.heldout_seed}", *generator])
 
