@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def _demo(out: Path, uri: str) -> subprocess.CompletedProcess:
            "FIFTYONE_DO_NOT_TRACK": "true"}
     cmd = [sys.executable, "-m", "stvg_plugin.cli", "demo", f"output_dir={out}", "synth.train_videos=6",
            "synth.heldout_videos=3", "train_model=spacevllm_tiny", "train_overrides=['trainer=cpu_tiny','trainer.max_steps=4']",
-           "render_videos=1", "dataset_name=stvg-demo-test"]
+           "render_videos=1", "dataset_name=stvg-demo-test", "synth.train_generator={max_distractors: 2}"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -48,6 +49,10 @@ def test_short_demo_runs_every_step_twice(tmp_path: Path, private_db: str) -> No
     evaluated = json.loads((out / "eval" / "summary.json").read_text())
     assert all(summary["model"][k] == evaluated[k] for k in KEYS)
     assert (out / "train" / "final" / "model.safetensors").is_file()
+    # train_generator changes the training set only
+    synth_cfg = {part: yaml.safe_load((out / "data" / part / ".hydra" / "config.yaml").read_text())["generator"]
+                 for part in ("train", "heldout")}
+    assert synth_cfg["train"]["max_distractors"] == 2 and synth_cfg["heldout"]["max_distractors"] == 1
     assert (out / "report" / "index.html").is_file() and list((out / "report" / "renders").glob("*.gif"))
     assert "open the App" in res.stdout and "stvg-demo-test" in res.stdout
 
