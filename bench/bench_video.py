@@ -195,6 +195,20 @@ def _pyav_decode_in_threads(videos: list[Path], threads: int) -> None:
         list(pool.map(lambda p: _full_decode(p, threads=1), videos))
 
 
+def _drain(videos: list[Path], workers: int, decode_threads: int | None = None, executor: str = "thread",
+           sample_fn: Callable | None = None) -> None:
+    """Consume a :class:`PrefetchLoader` over ``videos``; any failed video stops the benchmark."""
+    loader = PrefetchLoader(videos, sample_fn, num_workers=workers, decode_threads=decode_threads, executor=executor)
+    for _, res in loader:
+        if not hasattr(res, "frames"):
+            raise RuntimeError(f"bench video failed: {res}")
+
+
+def _best_per_round(a: list[float], b: list[float]) -> list[float]:
+    """The faster of two contenders, round by round (both were timed in the same round)."""
+    return [min(x, y) for x, y in zip(a, b, strict=True)]
+
+
 def _bench_prefetch(workdir: Path, quick: bool) -> list[dict]:
     num_videos = 8 if quick else 50
     rounds = 1 if quick else 7
@@ -206,10 +220,7 @@ def _bench_prefetch(workdir: Path, quick: bool) -> list[dict]:
 
     def drain(name: str, workers: int, decode_threads: int | None = None, executor: str = "thread") -> None:
         c0 = time.process_time()
-        loader = PrefetchLoader(videos, num_workers=workers, decode_threads=decode_threads, executor=executor)
-        for _, res in loader:
-            if not hasattr(res, "frames"):
-                raise RuntimeError(f"bench video failed: {res}")
+        _drain(videos, workers, decode_threads, executor)
         cpu.setdefault(name, []).append(time.process_time() - c0)
 
     load = _load()
@@ -227,7 +238,7 @@ def _bench_prefetch(workdir: Path, quick: bool) -> list[dict]:
         rounds,
     )
     t_proc = _in_turns({"proc": lambda: drain("proc", 2, executor="process")}, 1)["proc"]
-    best1 = [min(a, b) for a, b in zip(t["1"], t["1_ffmpeg"], strict=True)]
+    best1 = _best_per_round(t["1"], t["1_ffmpeg"])
     rate = {k: f"{num_videos / statistics.median(v):.0f}/s" for k, v in t.items()}
     used = statistics.median(c / w for c, w in zip(cpu["2"][1:], t["2"], strict=True))
     return [
@@ -259,15 +270,16 @@ def _bench_prefetch_benchmark_size(workdir: Path, quick: bool) -> dict:
     )
     videos = sorted(ann.parent.glob("video_*.mp4"))
     sample16 = functools.partial(sample_video, num_frames=16)
-
-    def drain(workers: int, decode_threads: int | None = None) -> None:
-        for _, res in PrefetchLoader(videos, sample16, num_workers=workers, decode_threads=decode_threads):
-            if not hasattr(res, "frames"):
-                raise RuntimeError(f"bench video failed: {res}")
-
     load = _load()
-    t = _in_turns({"1": lambda: drain(1), "1_ffmpeg": lambda: drain(1, 0), "2": lambda: drain(2)}, rounds)
-    best1 = [min(a, b) for a, b in zip(t["1"], t["1_ffmpeg"], strict=True)]
+    t = _in_turns(
+        {
+            "1": lambda: _drain(videos, 1, sample_fn=sample16),
+            "1_ffmpeg": lambda: _drain(videos, 1, 0, sample_fn=sample16),
+            "2": lambda: _drain(videos, 2, sample_fn=sample16),
+        },
+        rounds,
+    )
+    best1 = _best_per_round(t["1"], t["1_ffmpeg"])
     rate = {k: f"{num_videos / statistics.median(v):.1f}/s" for k, v in t.items()}
     return _row(
         "prefetch_2_vs_1_workers",

@@ -51,6 +51,11 @@ class _Steps:
         print(f"    done in {self.times[title]:.1f}s", flush=True)
 
 
+def _generator_overrides(options: dict) -> list[str]:
+    """``stvg synth`` overrides for ``generate_synthetic`` keyword arguments."""
+    return [f"generator.{k}={json.dumps(v)}" for k, v in options.items()]
+
+
 def _metrics(summary_path: Path) -> dict[str, float]:
     summary = json.loads(summary_path.read_text())
     return {k: float(summary[k]) for k in SUMMARY_KEYS}
@@ -73,8 +78,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     # the training set may differ (e.g. more distractors); the held-out set keeps `generator`
     train_only = synth.get("train_generator")
     train_options = {**options, **(OmegaConf.to_container(train_only, resolve=True) if train_only else {})}
-    generator = [f"generator.{k}={json.dumps(v)}" for k, v in options.items()]
-    train_generator = [f"generator.{k}={json.dumps(v)}" for k, v in train_options.items()]
+    generator, train_generator = _generator_overrides(options), _generator_overrides(train_options)
     steps.run("synthesize train and held-out videos",
               [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}",
                f"seed={synth.train_seed}", *train_generator],
