@@ -1,4 +1,10 @@
-"""Encode once, ground many in one batch: batched grounding equals one-by-one grounding exactly.
+"""Encode once, ground many in one batch: batched grounding equals one-by-one grounding to float rounding.
+
+Texts, spans and frame keys are equal exactly; boxes to float32 rounding (tests/close.py): a batch of 8
+rows takes other matrix-product kernels than a batch of 1, and sums in another order. Marked
+``numerics``: ``make test`` runs those again under ATEN_CPU_CAPABILITY=default and avx2 and under 1 and
+2 torch threads, the kernels other CPUs take, so a tolerance that only holds on this CPU fails here
+(the old 1e-6 px tolerance failed on an AVX2-only AMD EPYC, and on an AVX-512 one under ``default``).
 
 The seeded tiny models write the same text for every query, so the equality tests use "sharpened"
 copies (LM weights redrawn with a large std, eos logit scaled up): different text per query and
@@ -7,9 +13,9 @@ eos reached at different steps (first step, mid-way, never: the token budget).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from close import assert_same_prediction
 
 from stvg_plugin.data import GroundingQuery, read_queries
 from stvg_plugin.models import Grounder, build_tiny_model
@@ -26,7 +32,6 @@ QUERIES = [
     "the cyan circle after it turns",
     "dog run",
 ]
-BOX_ATOL = 1e-6  # pixels; the batched path gives bit-identical boxes on CPU
 
 
 def _sharpened(preset: str):
@@ -40,23 +45,20 @@ def _sharpened(preset: str):
     return model
 
 
-def _assert_same(a, b):
-    assert a.qid == b.qid and a.raw_text == b.raw_text
-    assert a.span_frames == b.span_frames and a.span_s == b.span_s
-    assert a.span_source == b.span_source and a.parse_failed == b.parse_failed
-    assert sorted(a.boxes) == sorted(b.boxes)
-    for f in a.boxes:
-        np.testing.assert_allclose(a.boxes[f], b.boxes[f], atol=BOX_ATOL, rtol=0)
+@pytest.fixture(scope="module")
+def query(synth_dir) -> GroundingQuery:
+    return read_queries(synth_dir / "annotations.jsonl")[0]
 
 
 @pytest.fixture(scope="module")
-def sampled(synth_dir):
-    q = read_queries(synth_dir / "annotations.jsonl")[0]
-    return sample_video(q.video, num_frames=8, size=(32, 32))
+def sampled(query):
+    return sample_video(query.video, num_frames=8, size=(32, 32))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("preset", ["spacevllm_tiny", "spacevllm_qwen25vl_tiny"])
-def test_batched_equals_one_by_one_with_eos_at_different_steps(preset, sampled):
+def test_batched_equals_one_by_one_with_eos_at_different_steps(preset, sampled, query):
+    frame_px = max(query.width, query.height)
     model = _sharpened(preset)
     prefix = model.encode_video(sampled)
     before = [(layer.keys.clone(), layer.values.clone()) for layer in prefix.cache.layers]
@@ -78,22 +80,23 @@ def test_batched_equals_one_by_one_with_eos_at_different_steps(preset, sampled):
     assert len(set(p.raw_text for p in many)) >= 6
     for q, qid, p in zip(QUERIES, qids, many):
         single = model.ground_prefix(prefix, q, qid)  # a batch of one on the same (unchanged) prefix
-        _assert_same(p, single)
+        assert_same_prediction(p, single, frame_px)
     # the prefix cache is shared, never written
     for (k, v), layer in zip(before, prefix.cache.layers):
         assert torch.equal(k, layer.keys) and torch.equal(v, layer.values)
     # any sub-batch gives the same answers again (rows leave the batch at other steps)
     for p, again in zip(many[2:5], model.ground_prefix_many(prefix, QUERIES[2:5], qids[2:5])):
-        _assert_same(p, again)
+        assert_same_prediction(p, again, frame_px)
 
 
-def test_grounder_batches_and_predict_keep_order_and_errors(synth_dir):
+@pytest.mark.numerics
+def test_grounder_batches_and_predict_keep_order_and_errors(query):
     model = _sharpened("spacevllm_tiny")
-    video = read_queries(synth_dir / "annotations.jsonl")[0].video
+    video, frame_px = query.video, max(query.width, query.height)
     batched = Grounder(model, query_batch_size=3)  # 8 queries -> batches of 3, 3, 2
     single = Grounder(model, query_batch_size=1)
     for a, b in zip(batched.ground(video, QUERIES), single.ground(video, QUERIES)):
-        _assert_same(a, b)
+        assert_same_prediction(a, b, frame_px)
     queries = [GroundingQuery(qid=f"q{i}", video=video, query=q) for i, q in enumerate(QUERIES[:4])]
     queries.insert(2, GroundingQuery(qid="empty", video=video, query=" "))
     preds = list(batched.predict(queries, progress=False))
@@ -102,7 +105,7 @@ def test_grounder_batches_and_predict_keep_order_and_errors(synth_dir):
     for p, q in zip(preds, queries):
         if q.qid != "empty":
             assert p.error is None
-            _assert_same(p, single.ground(video, [q.query], qids=[q.qid])[0])
+            assert_same_prediction(p, single.ground(video, [q.query], qids=[q.qid])[0], frame_px)
 
 
 def test_ground_prefix_many_checks_input_first(sampled):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from close import assert_tensors_close, isclose
 
 from stvg_plugin.cli import main
 from stvg_plugin.data import GroundingQuery, read_queries
@@ -47,6 +48,8 @@ def test_resume_continues_with_identical_losses(synth_dir: Path, tmp_path: Path)
     a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     keys = ("loss", "loss_lm", "loss_l1", "loss_giou", "loss_relevance", "lr")
+    # exact, not within rounding: both runs are in this process on the same kernels, so a resume that
+    # restores weights, optimizer, schedule and data order exactly repeats every rounding too
     assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
     wa = SpaceVLLMForGrounding.from_pretrained(tmp_path / "a" / "final").state_dict()
     wb = SpaceVLLMForGrounding.from_pretrained(tmp_path / "b" / "final").state_dict()
@@ -64,7 +67,7 @@ def test_centre_loss_and_temporal_mixer_train_and_reload(synth_dir: Path, tmp_pa
     assert all(r["loss_centre"] > 0 for r in log)
     w = {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0, "centre": 1.0}
     for r in log:  # the centre term is part of the optimised total
-        assert r["loss"] == pytest.approx(sum(w[k] * r[f"loss_{k}"] for k in w), rel=1e-5)
+        assert isclose(r["loss"], math.fsum(w[k] * r[f"loss_{k}"] for k in w))  # a float32 sum of 5 terms
     loaded = SpaceVLLMForGrounding.from_pretrained(tmp_path / "c" / "final")
     assert loaded.config.decoder_temporal and loaded.space_decoder.temporal is not None
     assert loaded.space_decoder.temporal.mix.weight.abs().sum() > 0
@@ -158,6 +161,7 @@ def test_train_parts_freeze_the_rest(synth_dir: Path, tmp_path: Path) -> None:
         prepare(TINY, _queries(synth_dir), tmp_path / "x", train_parts=["decoder", "eyes"], resume=None)
 
 
+@pytest.mark.numerics
 def test_lora_wraps_the_llm_trains_and_saves_merged(synth_dir: Path, tmp_path: Path) -> None:
     from peft.tuners.lora import LoraLayer
 
@@ -183,8 +187,9 @@ def test_lora_wraps_the_llm_trains_and_saves_merged(synth_dir: Path, tmp_path: P
     with torch.no_grad():
         a = m(m.prepare_inputs(sampled, q.query))
         b = loaded(loaded.prepare_inputs(sampled, q.query))
-    torch.testing.assert_close(a.pred_boxes, b.pred_boxes, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(a.relevance_logits, b.relevance_logits, atol=1e-5, rtol=1e-4)
+    # folding B @ A into the base weight rounds each merged weight once: float32 rounding, not bit equality
+    assert_tensors_close(a.pred_boxes, b.pred_boxes, "pred_boxes")
+    assert_tensors_close(a.relevance_logits, b.relevance_logits, "relevance_logits")
 
 
 def test_stvg_train_cli_writes_final_config_and_log(synth_dir: Path, tmp_path: Path) -> None:
