@@ -28,9 +28,22 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The `numerics` tests compare two computations of a model output to float rounding (tests/close.py).
+# Other CPUs take other ATen kernels (AVX-512, AVX2, plain) and sum in another order, so `test` reruns
+# just those tests under each kernel level this CPU can run (ATEN_CPU_CAPABILITY=default, avx2, its
+# own) with 1 and 2 torch threads: a tolerance that holds on one CPU only fails here, not on a user's.
+NUMERICS := $(PY) -m pytest -q -p no:cacheprovider -m numerics tests
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	@own=$$(env -u ATEN_CPU_CAPABILITY $(PY) -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	levels="default native"; case "$$own" in AVX2|AVX512) levels="default avx2 native";; esac; \
+	for cap in $$levels; do for threads in 1 2; do \
+	  echo "numerics: kernels $$cap (this CPU: $$own), $$threads torch threads"; \
+	  env -u ATEN_CPU_CAPABILITY $$(test $$cap = native || echo ATEN_CPU_CAPABILITY=$$cap) \
+	    OMP_NUM_THREADS=$$threads MKL_NUM_THREADS=$$threads $(NUMERICS) || exit 1; \
+	done; done
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -p no:cacheprovider tests -m "not slow and not scale"

@@ -25,6 +25,9 @@ what is compared, never from what one machine produced:
   untrained tiny model are already 190 to 500 steps apart at 160 px, so a row read from another
   query, a wrong padding mask or a stale cache fails. 16 steps is 1.9e-6 relative, 0.0003 px at 160 px.
 
+Metrics computed from such boxes (IoUs and their means) get the boxes' rounding amplified: see
+:func:`iou_ulps`.
+
 Everything that is exact stays exact, and these helpers compare it with ``==``: spans and frame keys
 (integers), texts (greedy decoding), statuses, keys, and the metric engine on given inputs.
 """
@@ -54,6 +57,20 @@ def isclose(a: float, b: float, *, scale: float = 1.0, dtype: Any = np.float32, 
     """``|a - b| <= ulps * eps(dtype) * max(|a|, |b|, scale)`` (see the module docstring)."""
     tol = rounding_tol(dtype, ulps)
     return math.isclose(a, b, rel_tol=tol, abs_tol=tol * scale)
+
+
+def smallest_side(boxes: Any) -> float:
+    """The smallest width or height among xyxy pixel boxes (an iterable of 4-sequences)."""
+    return min(min(float(b[2]) - float(b[0]), float(b[3]) - float(b[1])) for b in boxes)
+
+
+def iou_ulps(frame_px: float, smallest_side_px: float) -> int:
+    """Rounding steps (at scale 1) to allow on an IoU-based metric computed from pixel boxes that agree
+    to ``ROUNDING_ULPS`` steps at ``frame_px``: moving box edges by d px moves the intersection and the
+    union of boxes whose sides are at least s px by at most ~4 d s each, hence the IoU by ~8 d / s. The
+    boxes' rounding becomes ``8 * frame_px / s`` times as many steps of the metric (s = 24 px on a
+    160 px frame: 54 x, ~1e-4)."""
+    return math.ceil(ROUNDING_ULPS * 8 * frame_px / smallest_side_px)
 
 
 def assert_close(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,10 @@ from close import (
     assert_close,
     assert_same_prediction,
     assert_tensors_close,
+    iou_ulps,
     isclose,
     rounding_tol,
+    smallest_side,
     tensors_close,
 )
 
@@ -92,3 +96,18 @@ def test_same_prediction_is_exact_except_pixel_boxes() -> None:
         other = GroundingPrediction(**{**a.__dict__, **change})
         with pytest.raises(AssertionError):
             assert_same_prediction(a, other, frame_px=160)
+
+
+def test_iou_tolerance_follows_the_boxes_rounding_and_the_smallest_box() -> None:
+    from stvg_plugin.util.box_ops import box_iou
+
+    assert smallest_side([[0, 0, 40, 30], [10, 10, 34, 100]]) == 24
+    ulps = iou_ulps(160, 24)
+    assert ulps == math.ceil(ROUNDING_ULPS * 8 * 160 / 24)
+    # a 24 px box against a box moved by the full box budget (16 float32 steps at 160 px) on every edge
+    d = ROUNDING_ULPS * 2.0**-23 * 160
+    gt, pred = [50.0, 50.0, 74.0, 74.0], [60.0, 55.0, 90.0, 80.0]
+    moved = [pred[0] - d, pred[1] - d, pred[2] + d, pred[3] + d]
+    a, b = box_iou(gt, pred), box_iou(gt, moved)
+    assert a != b and isclose(a, b, ulps=ulps)
+    assert not isclose(a, b)  # the plain box budget would not cover the IoU
