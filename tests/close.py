@@ -83,9 +83,10 @@ def assert_close(
     """
     if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
         assert a == b, f"{where or 'value'}: {a!r} != {b!r}"
-    elif isinstance(a, float) or isinstance(b, float):
-        assert isinstance(a, (int, float)) and isinstance(b, (int, float)), f"{where}: {a!r} != {b!r}"
-        assert isclose(a, b, scale=scale, dtype=dtype, ulps=ulps), (
+    elif isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
+        numbers = (int, float, np.integer, np.floating)
+        assert isinstance(a, numbers) and isinstance(b, numbers), f"{where}: {a!r} != {b!r}"
+        assert isclose(float(a), float(b), scale=scale, dtype=dtype, ulps=ulps), (
             f"{where or 'value'}: {a!r} != {b!r} (more than {ulps} {_name(dtype)} rounding steps at scale {scale})"
         )
     elif isinstance(a, dict) and isinstance(b, dict):
