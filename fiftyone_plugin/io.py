@@ -223,12 +223,13 @@ _MODEL_CACHE: dict[tuple, Any] = {}
 
 
 def load_model(model: str = "spacevllm_tiny", checkpoint: str | None = None, device: str = "cpu",
-               num_frames: int | None = None, cache: bool = True) -> Any:
+               num_frames: int | None = None, cache: bool = True, trust_remote_code: bool = False) -> Any:
     """A ``Grounder`` (model core preset) or, with ``model="prompted"``, a ``PromptedGrounder`` checkpoint.
 
     Kept per process (the App server, a delegated worker) so repeated runs do not reload weights.
+    ``trust_remote_code`` is the operator's parameter only; a checkpoint asking for it is refused without it.
     """
-    key = (model, checkpoint, device, num_frames)
+    key = (model, checkpoint, device, num_frames, bool(trust_remote_code))
     if cache and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
     if model == "prompted":
@@ -244,6 +245,8 @@ def load_model(model: str = "spacevllm_tiny", checkpoint: str | None = None, dev
         cfg: Any = model
         if num_frames:
             cfg = dict(resolve_spec(model), num_frames=int(num_frames))
+        if trust_remote_code:  # a key of its own: the preset's runtime keys must not override the checkpoint's
+            cfg = {**({"preset": cfg} if isinstance(cfg, str) else cfg), "trust_remote_code": bool(trust_remote_code)}
         grounder = load_grounder(cfg, checkpoint=checkpoint, device=device)
     if cache:
         _MODEL_CACHE[key] = grounder
@@ -311,6 +314,7 @@ def iter_ground(
     batch_size: int = 16,
     max_samples: int | None = None,
     grounder: Any = None,
+    trust_remote_code: bool = False,
 ) -> Iterator[dict]:
     """Ground the samples of ``view``; yields progress dicts, the last one with ``"result"``.
 
@@ -347,7 +351,7 @@ def iter_ground(
         "errors": [],
     }
     if todo:
-        grounder = grounder or load_model(model, checkpoint, device, num_frames)
+        grounder = grounder or load_model(model, checkpoint, device, num_frames, trust_remote_code=trust_remote_code)
         owner = {q.qid: sid for sid, qs in todo for q in qs}
         expected = {sid: len(qs) for sid, qs in todo}
         got: dict[str, list[GroundingPrediction]] = {sid: [] for sid, _ in todo}

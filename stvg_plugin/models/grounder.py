@@ -147,6 +147,7 @@ def load_grounder(
         model = SpaceVLLMForGrounding.from_pretrained(
             checkpoint,
             allow_pickle=bool(spec.get("allow_pickle", False)),
+            trust_remote_code=bool(spec.get("trust_remote_code", False)),  # the caller's key, not the checkpoint's
             dtype=getattr(torch, dtype) if dtype else None,
         )
         for key in RUNTIME_KEYS:
