@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -152,24 +153,62 @@ def import_benchmark(
     skipped and named in ``result["skipped"]``; an existing but undecodable file is imported (its
     grounding then records the decode error). No ffprobe is needed: metadata comes from the
     annotation or PyAV's header read.
+
+    ``overwrite=True`` never loses the existing dataset: the new one is built under a temporary
+    name and swapped in only when the whole import succeeded (:func:`_swap_in`); on any failure the
+    temporary dataset is deleted and the old one is left as it was.
     """
-    from stvg_plugin.adapters import default_protocol, load_benchmark
-    from stvg_plugin.video import VideoReadError
+    from stvg_plugin.adapters import load_benchmark
 
     g = GtFields(check_name(gt_field, "ground-truth field"))
     bench, path = resolve_benchmark(name, annotations)
-    if dataset_name is not None and fo.dataset_exists(dataset_name):
-        if not overwrite:
-            raise StvgError(f"dataset {dataset_name!r} exists; pass overwrite=True to replace it")
-        fo.delete_dataset(dataset_name)
+    replacing = dataset_name is not None and fo.dataset_exists(dataset_name)
+    if replacing and not overwrite:
+        raise StvgError(f"dataset {dataset_name!r} exists; pass overwrite=True to replace it")
     skipped_entries: list = []
     reader_kw.setdefault("skipped", skipped_entries)
     queries = load_benchmark(bench, str(path), video_root=str(video_root) if video_root else None, **reader_kw)
+    build_name = f"{dataset_name}-stvg-import-{uuid.uuid4().hex[:12]}" if replacing else dataset_name
+    ds = fo.Dataset(build_name, persistent=persistent)
+    try:
+        result = _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per_query, batch_size,
+                       skip_missing_videos)
+    except BaseException:
+        ds.delete()
+        raise
+    if replacing:
+        try:
+            _swap_in(ds, dataset_name)
+        except BaseException:
+            if ds.name != dataset_name:  # not swapped in: the old dataset still has the name
+                ds.delete()
+            raise
+    result["dataset"] = ds.name
+    return ds, result
+
+
+def _swap_in(new: fo.Dataset, name: str) -> None:
+    """Give ``new`` the name ``name``, then delete the dataset that had it (renamed aside first)."""
+    old = fo.load_dataset(name)
+    aside = f"{name}-stvg-replaced-{uuid.uuid4().hex[:12]}"
+    old.name = aside
+    try:
+        new.name = name
+    except BaseException:
+        old.name = name
+        raise
+    fo.delete_dataset(aside)
+
+
+def _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per_query, batch_size,
+          skip_missing_videos) -> dict:
+    """Add one sample per video (or per query) to ``ds``; returns the import result."""
+    from stvg_plugin.adapters import default_protocol
+    from stvg_plugin.video import VideoReadError
 
     by_video: dict[str, list[GroundingQuery]] = {}
     for q in queries:
         by_video.setdefault(q.video, []).append(q)
-    ds = fo.Dataset(dataset_name, persistent=persistent)
     skipped: list[dict] = [{"video": None, "reason": f"{e.entry}: {e.reason}"} for e in skipped_entries]
     batch: list[fo.Sample] = []
     num_samples = num_queries = 0
@@ -214,7 +253,7 @@ def import_benchmark(
         "num_skipped": len(skipped),
         "skipped": skipped[:50],
     }
-    return ds, result
+    return result
 
 
 # --------------------------------------------------------------------------- grounding

@@ -78,7 +78,8 @@ def _text_rows(text: str, runner: EntryRunner) -> list[tuple[str, int, Any]]:
 
 def _text_row(match: re.Match | None, line: str) -> dict[str, Any]:
     if match is None:
-        raise AnnotationError(f"expected '<video_id> <start_s> <end_s>##<sentence>', got {line.strip()!r:.80}")
+        # the line is not quoted: the file may be anything (a secret), not a Charades-STA file at all
+        raise AnnotationError("not a Charades-STA line: expected '<video_id> <start_s> <end_s>##<sentence>'")
     vid, start, end, sentence = match.groups()
     return {"video_id": vid, "video": f"{vid}.mp4", "caption": sentence.strip(), "timestamp": [start, end]}
 
