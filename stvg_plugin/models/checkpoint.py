@@ -94,4 +94,18 @@ def check_checkpoint_files(directory: str | Path, *, allow_pickle: bool = False)
     # model, gigabytes allocated before the weights are found not to fit
     if not (d / "config.json").is_file():
         raise StvgError(f"{d}: no config.json; expected a folder written by save_pretrained")
+    for path in safe:
+        check_safetensors_file(path)
     return safe
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Parse the header (no tensor is read): a broken, oversized or truncated file is one clear line."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UnsafeCheckpointError(f"{path}: not a readable safetensors file ({first})") from None

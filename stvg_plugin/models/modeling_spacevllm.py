@@ -531,14 +531,22 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         is ignored, and a folder whose config files ask for remote code is refused without it.
         """
         path = Path(pretrained_model_name_or_path)
-        check_checkpoint_files(path, allow_pickle=allow_pickle)
+        safe = check_checkpoint_files(path, allow_pickle=allow_pickle)
         check_remote_code(path, trust_remote_code=trust_remote_code)
         kwargs.setdefault("local_files_only", True)
-        kwargs.setdefault("use_safetensors", not allow_pickle)
+        # safetensors whenever the folder has them, even with allow_pickle (which only permits .bin-only folders)
+        kwargs.setdefault("use_safetensors", bool(safe) or not allow_pickle)
         try:
             model = super().from_pretrained(str(path), *args, trust_remote_code=bool(trust_remote_code), **kwargs)
         except pickle.UnpicklingError as exc:  # allow_pickle, but torch's weights_only loader refused the file
             raise UnsafeCheckpointError(f"{path}: the pickled weights were refused by the safe loader: {exc}") from None
+        except RuntimeError as exc:
+            if "mismatch" not in str(exc):
+                raise
+            raise UnsafeCheckpointError(
+                f"{path}: the weights do not fit the model its config.json describes (tensor shapes differ; "
+                "see the load report above): an altered or mixed-up checkpoint"
+            ) from None
         model.config.trust_remote_code = bool(trust_remote_code)  # the caller's value, not the file's
         model.processor = SpaceVLLMProcessor.from_pretrained(
             path, model.config, get_backbone(model.config.backbone), trust_remote_code=bool(trust_remote_code)
