@@ -63,3 +63,26 @@ def test_stream_decodes_like_pyav_alone(streams, name, total) -> None:
 def test_frame_size_change_is_named(streams) -> None:
     with pytest.raises(VideoReadError, match="frame size changes mid-stream: frame 30 is 96x64"):
         sample_video(streams["resized"], 8, backend="pyav")
+
+
+def test_boxes_follow_the_annotation_size_when_the_video_differs(synth_dir) -> None:
+    """A video whose real size differs from the annotation's width/height: boxes are rescaled to the
+    annotation's pixel space (where the ground truth is), and the rescale is recorded."""
+    from dataclasses import replace
+
+    from stvg_plugin.data import read_queries
+    from stvg_plugin.models import load_grounder
+
+    q = read_queries(synth_dir / "annotations.jsonl")[0]
+    info = probe_video(q.video)
+    assert (q.width, q.height) == (info.width, info.height)
+    grounder = load_grounder({"preset": "spacevllm_tiny", "relevance_threshold": 0.0, "num_frames": 2})
+    wrong = replace(q, qid="wrong_size", width=info.width * 3, height=info.height * 2)
+    same, scaled = list(grounder.predict([q, wrong], progress=False))
+    assert same.boxes and "boxes_rescaled" not in same.extra
+    assert scaled.extra["boxes_rescaled"] == {"video_size": [info.width, info.height],
+                                              "annotation_size": [wrong.width, wrong.height]}
+    assert sorted(scaled.boxes) == sorted(same.boxes)
+    for f, box in same.boxes.items():
+        expected = [box[0] * 3, box[1] * 2, box[2] * 3, box[3] * 2]
+        np.testing.assert_allclose(scaled.boxes[f], expected, rtol=1e-12)  # float64 products of the same values
