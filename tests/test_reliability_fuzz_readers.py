@@ -2,7 +2,8 @@
 
 ``test_reliability_properties.py`` checks that the readers return an object or ``AnnotationError``.
 This closes the loop the issue asks for: the metric engine never sees a malformed value. For random
-mutations of a valid query and prediction (hostile numbers, wrong types, extra keys in ``extra``):
+mutations of a valid query and prediction (hostile numbers, wrong types, the ``extra`` keys the
+protocols read, e.g. V-STaR's ``boxes_by_time`` and ``answer_temporal``):
 
 * an accepted query respects the documented caps (``MAX_VIDEO_FRAMES``, integer spans, start >= 0,
   typed ``extra.segment`` / ``extra.tubedetr_frame_offset`` / ``extra.boxes_by_time``);
@@ -37,21 +38,27 @@ _hostile_extra = st.fixed_dictionaries({}, optional={
     "tubedetr_frame_offset": _field_values | st.integers(-(10**12), 10**12),
     "boxes_by_time": _field_values,
 })
+_pred_extra = st.fixed_dictionaries({}, optional={  # what the vstar protocol reads from a prediction
+    "boxes_by_time": st.dictionaries(st.sampled_from(["0.2", "1"]), _box | _field_values, max_size=2) | _field_values,
+    "answer_temporal": _field_values | st.text(max_size=30) | st.lists(st.floats(-5, 50), min_size=2, max_size=2),
+})
 _plausible = _small_pair | st.dictionaries(st.integers(-3, 45).map(str), _box, max_size=4) | st.integers(0, 100)
 _hostile = _field_values | st.integers(-(10**11), 10**11) | st.floats(-1e11, 1e11)
 _NUMERIC_KEYS = ("fps", "num_frames", "width", "height", "span_frames", "span_s", "boxes", "confidence")
 
 
 @st.composite
-def _mutated(draw, valid: dict, extras: bool) -> dict:
+def _mutated(draw, valid: dict, extras: str) -> dict:
     """Half the examples plausible (they reach the metrics), half hostile (they test the readers)."""
     hostile = draw(st.booleans())
     doc = dict(valid)
     keys = sorted(valid) if hostile else [k for k in _NUMERIC_KEYS if k in valid]
     for key in draw(st.lists(st.sampled_from(keys), max_size=2, unique=True)):
         doc[key] = draw(_hostile if hostile else _plausible)
-    if extras:
+    if extras == "query":
         doc["extra"] = draw(_hostile_extra if hostile else _plausible_extra)
+    elif extras == "prediction":
+        doc["extra"] = draw(_pred_extra)
     return doc
 
 
@@ -68,7 +75,7 @@ def _check_caps(q: GroundingQuery) -> None:
 
 
 @SETTINGS
-@given(qdoc=_mutated(_QUERY, extras=True), pdoc=_mutated(_PRED, extras=False), protocol=st.sampled_from(PROTOCOLS))
+@given(qdoc=_mutated(_QUERY, "query"), pdoc=_mutated(_PRED, "prediction"), protocol=st.sampled_from(PROTOCOLS))
 def test_accepted_input_is_scored_or_refused_cleanly(qdoc, pdoc, protocol) -> None:
     try:
         q = GroundingQuery.from_json(qdoc, "ann.jsonl", "line 1")
