@@ -148,6 +148,8 @@ class GroundingQuery:
     qtype: str | None = None
     video_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where it was read from ("<file> [entry line 12]"), for errors raised later (never serialized)
+    source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def span(self) -> Span | None:
@@ -237,9 +239,27 @@ class GroundingQuery:
             extra=dict(extra),
         )
         try:
-            return check_query(query)
+            check_query(query)
         except AnnotationError as exc:
             raise AnnotationError(str(exc), path, entry) from None
+        if path is not None or entry is not None:
+            query.source = f"{path} [entry {entry}]" if path is not None else f"[entry {entry}]"
+        return query
+
+
+def locate_error(exc: AnnotationError, queries: Iterable[GroundingQuery]) -> AnnotationError:
+    """An error raised after reading (e.g. by a metric protocol) naming only ``qid X``: the same
+    message naming the file and line the query came from, when known; else ``exc`` itself."""
+    entry = str(exc.entry or "")
+    if exc.path is not None or not entry.startswith("qid "):
+        return exc
+    qid = entry[4:]
+    source = next((q.source for q in queries if q.qid == qid and q.source), None)
+    if source is None:
+        return exc
+    prefix = f" [entry {exc.entry}]: "
+    message = str(exc).split(prefix, 1)[1] if prefix in str(exc) else str(exc)
+    return AnnotationError(f"{source} (qid {qid}): {message}")
 
 
 # Size caps checked when an annotation is read, before anything is allocated from these values

@@ -164,3 +164,20 @@ def test_native_adapters_apply_the_same_caps(tmp_path) -> None:
     path.write_text(json.dumps({"v.mp4": _hcstvg_entry(img_num=10**10)}), encoding="utf-8")
     with pytest.raises(AnnotationError, match=r"hc.json \[entry v.mp4\]: 'num_frames' must be in"):
         load_benchmark("hcstvg_v1", path)
+
+
+@pytest.mark.parametrize("benchmark", ["unified", "hcstvg_v1"])
+def test_metric_stage_errors_name_the_file_and_entry(tmp_path, benchmark) -> None:
+    """A protocol refuses a query it cannot score naming its qid; the error shown names the file and entry."""
+    if benchmark == "unified":
+        ann = tmp_path / "ann.jsonl"
+        ann.write_text("\n" + json.dumps({**GOOD, "qid": "b"}) + "\n", encoding="utf-8")  # on line 2
+        where = f"{ann} [entry line 2] (qid b)"
+    else:
+        ann = tmp_path / "hc.json"
+        ann.write_text(json.dumps({"v1.mp4": _hcstvg_entry()}), encoding="utf-8")
+        where = f"{ann} [entry v1.mp4] (qid v1.mp4)"
+    code, _, err = _evaluate(tmp_path, ann, _jsonl(tmp_path / "pred.jsonl", PRED), f"benchmark={benchmark}",
+                             "protocol=rec")
+    assert code == 2 and "Traceback" not in err
+    assert f"{where}: " in err, err

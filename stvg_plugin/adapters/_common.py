@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from stvg_plugin.data import AnnotationError, StvgError
+from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError
 
 T = TypeVar("T")
 ON_ERROR = ("raise", "skip")
@@ -96,7 +96,11 @@ class EntryRunner:
     def run(self, entry: Any, fn: Callable[..., T], *args: Any) -> T | None:
         """``fn(*args)``; on failure raise naming ``entry`` or record a skip and return ``None``."""
         try:
-            return fn(*args)
+            out = fn(*args)
+            for q in out if isinstance(out, list) else [out]:
+                if isinstance(q, GroundingQuery) and q.source is None:
+                    q.source = f"{self.path} [entry {entry}]"  # for errors raised after reading
+            return out
         except AnnotationError as exc:  # keep a nested file's name (e.g. a VidOR JSON), drop our own
             reason = _bare_message(exc) if exc.path in (None, self.path) else str(exc)
         except MemoryError:
