@@ -40,9 +40,12 @@ def _hostile(clean: Path, root: Path, asks_in: str) -> tuple[Path, Path]:
     folder = root / f"evil_{asks_in.replace('.', '_')}"
     shutil.copytree(clean, folder)
     marker = root / f"marker_{asks_in}"
+    # a subclass of its own: transformers marks a class loaded through auto_map for custom saving, which
+    # must not leak onto the real PreTrainedTokenizerFast used by the rest of the test session
     (folder / "evil.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
-        "from transformers import PreTrainedTokenizerFast as T\n",
+        "from transformers import PreTrainedTokenizerFast\n\n\n"
+        "class T(PreTrainedTokenizerFast):\n    pass\n",
         encoding="utf-8",
     )
     # the tokenizer's auto_map points at evil.py in every variant; what differs is which file asks
