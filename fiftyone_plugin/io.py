@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -152,24 +153,62 @@ def import_benchmark(
     skipped and named in ``result["skipped"]``; an existing but undecodable file is imported (its
     grounding then records the decode error). No ffprobe is needed: metadata comes from the
     annotation or PyAV's header read.
+
+    ``overwrite=True`` never loses the existing dataset: the new one is built under a temporary
+    name and swapped in only when the whole import succeeded (:func:`_swap_in`); on any failure the
+    temporary dataset is deleted and the old one is left as it was.
     """
-    from stvg_plugin.adapters import default_protocol, load_benchmark
-    from stvg_plugin.video import VideoReadError
+    from stvg_plugin.adapters import load_benchmark
 
     g = GtFields(check_name(gt_field, "ground-truth field"))
     bench, path = resolve_benchmark(name, annotations)
-    if dataset_name is not None and fo.dataset_exists(dataset_name):
-        if not overwrite:
-            raise StvgError(f"dataset {dataset_name!r} exists; pass overwrite=True to replace it")
-        fo.delete_dataset(dataset_name)
+    replacing = dataset_name is not None and fo.dataset_exists(dataset_name)
+    if replacing and not overwrite:
+        raise StvgError(f"dataset {dataset_name!r} exists; pass overwrite=True to replace it")
     skipped_entries: list = []
     reader_kw.setdefault("skipped", skipped_entries)
     queries = load_benchmark(bench, str(path), video_root=str(video_root) if video_root else None, **reader_kw)
+    build_name = f"{dataset_name}-stvg-import-{uuid.uuid4().hex[:12]}" if replacing else dataset_name
+    ds = fo.Dataset(build_name, persistent=persistent)
+    try:
+        result = _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per_query, batch_size,
+                       skip_missing_videos)
+    except BaseException:
+        ds.delete()
+        raise
+    if replacing:
+        try:
+            _swap_in(ds, dataset_name)
+        except BaseException:
+            if ds.name != dataset_name:  # not swapped in: the old dataset still has the name
+                ds.delete()
+            raise
+    result["dataset"] = ds.name
+    return ds, result
+
+
+def _swap_in(new: fo.Dataset, name: str) -> None:
+    """Give ``new`` the name ``name``, then delete the dataset that had it (renamed aside first)."""
+    old = fo.load_dataset(name)
+    aside = f"{name}-stvg-replaced-{uuid.uuid4().hex[:12]}"
+    old.name = aside
+    try:
+        new.name = name
+    except BaseException:
+        old.name = name
+        raise
+    fo.delete_dataset(aside)
+
+
+def _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per_query, batch_size,
+          skip_missing_videos) -> dict:
+    """Add one sample per video (or per query) to ``ds``; returns the import result."""
+    from stvg_plugin.adapters import default_protocol
+    from stvg_plugin.video import VideoReadError
 
     by_video: dict[str, list[GroundingQuery]] = {}
     for q in queries:
         by_video.setdefault(q.video, []).append(q)
-    ds = fo.Dataset(dataset_name, persistent=persistent)
     skipped: list[dict] = [{"video": None, "reason": f"{e.entry}: {e.reason}"} for e in skipped_entries]
     batch: list[fo.Sample] = []
     num_samples = num_queries = 0
@@ -214,7 +253,7 @@ def import_benchmark(
         "num_skipped": len(skipped),
         "skipped": skipped[:50],
     }
-    return ds, result
+    return result
 
 
 # --------------------------------------------------------------------------- grounding
@@ -223,12 +262,13 @@ _MODEL_CACHE: dict[tuple, Any] = {}
 
 
 def load_model(model: str = "spacevllm_tiny", checkpoint: str | None = None, device: str = "cpu",
-               num_frames: int | None = None, cache: bool = True) -> Any:
+               num_frames: int | None = None, cache: bool = True, trust_remote_code: bool = False) -> Any:
     """A ``Grounder`` (model core preset) or, with ``model="prompted"``, a ``PromptedGrounder`` checkpoint.
 
     Kept per process (the App server, a delegated worker) so repeated runs do not reload weights.
+    ``trust_remote_code`` is the operator's parameter only; a checkpoint asking for it is refused without it.
     """
-    key = (model, checkpoint, device, num_frames)
+    key = (model, checkpoint, device, num_frames, bool(trust_remote_code))
     if cache and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
     if model == "prompted":
@@ -244,6 +284,8 @@ def load_model(model: str = "spacevllm_tiny", checkpoint: str | None = None, dev
         cfg: Any = model
         if num_frames:
             cfg = dict(resolve_spec(model), num_frames=int(num_frames))
+        if trust_remote_code:  # a key of its own: the preset's runtime keys must not override the checkpoint's
+            cfg = {**({"preset": cfg} if isinstance(cfg, str) else cfg), "trust_remote_code": bool(trust_remote_code)}
         grounder = load_grounder(cfg, checkpoint=checkpoint, device=device)
     if cache:
         _MODEL_CACHE[key] = grounder
@@ -311,6 +353,7 @@ def iter_ground(
     batch_size: int = 16,
     max_samples: int | None = None,
     grounder: Any = None,
+    trust_remote_code: bool = False,
 ) -> Iterator[dict]:
     """Ground the samples of ``view``; yields progress dicts, the last one with ``"result"``.
 
@@ -347,7 +390,7 @@ def iter_ground(
         "errors": [],
     }
     if todo:
-        grounder = grounder or load_model(model, checkpoint, device, num_frames)
+        grounder = grounder or load_model(model, checkpoint, device, num_frames, trust_remote_code=trust_remote_code)
         owner = {q.qid: sid for sid, qs in todo for q in qs}
         expected = {sid: len(qs) for sid, qs in todo}
         got: dict[str, list[GroundingPrediction]] = {sid: [] for sid, _ in todo}

@@ -107,6 +107,8 @@ class GroundVideos(foo.Operator):
         inputs.str("model", default="spacevllm_tiny", required=False, label="Model",
                    description="a model-core preset (e.g. spacevllm_tiny, spacevllm_7b) or `prompted`")  # fmt: skip
         inputs.str("checkpoint", required=False, label="Checkpoint folder (local)")
+        inputs.bool("trust_remote_code", default=False, required=False, label="Trust remote code",
+                    description="run Python code shipped in the checkpoint folder (only if you trust it)")  # fmt: skip
         inputs.str("device", default="cpu", required=False, label="Device")
         inputs.int("num_frames", required=False, label="Frames sampled per video (model default if empty)")
         _gt_input(inputs)
@@ -121,6 +123,7 @@ class GroundVideos(foo.Operator):
             ctx.params["pred_field"],
             model=_p(ctx, "model", "spacevllm_tiny"),
             checkpoint=_p(ctx, "checkpoint"),
+            trust_remote_code=bool(_p(ctx, "trust_remote_code", False)),
             device=_p(ctx, "device", "cpu"),
             num_frames=_p(ctx, "num_frames"),
             gt_field=_p(ctx, "gt_field", "gt"),

@@ -114,7 +114,7 @@ class SpaceVLLM(_StvgGrounderModel):
     """
 
     SPEC_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes",
-                 "backbone_path", "dtype", "video_backend", "allow_pickle")
+                 "backbone_path", "dtype", "video_backend", "allow_pickle", "trust_remote_code")
 
     def __init__(self, pretrained: str = "spacevllm_tiny", preset: str | None = None, **kwargs: Any) -> None:
         from stvg_plugin.models import PRESETS, load_grounder

@@ -69,6 +69,7 @@ def run_command(command: str, overrides: list[str]) -> int:
     def task(cfg: DictConfig) -> None:
         try:
             out = HydraConfig.get().runtime.output_dir
+            _check_run_dir(cfg, Path(out), HydraConfig.get().mode.name)
             _load(COMMANDS[command])(cfg, Path(out))
         except StvgError as exc:
             print(f"stvg {command}: error: {exc}", file=sys.stderr)
@@ -84,6 +85,18 @@ def run_command(command: str, overrides: list[str]) -> int:
     finally:
         sys.argv = saved
     return status["code"]
+
+
+def _check_run_dir(cfg: DictConfig, run_dir: Path, mode: str) -> None:
+    """Outputs go to ``output_dir``: a ``hydra.run.dir`` pointing elsewhere is refused, not obeyed silently."""
+    wanted = cfg.get("output_dir")
+    if mode == "MULTIRUN" or wanted is None or str(wanted) == "???":
+        return
+    if Path(str(wanted)).expanduser().resolve() != run_dir.resolve():
+        raise StvgError(
+            f"hydra.run.dir={run_dir} differs from output_dir={wanted}; the outputs go to output_dir, "
+            "so set output_dir=DIR instead of hydra.run.dir"
+        )
 
 
 def _plugin_commands() -> dict:

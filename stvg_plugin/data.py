@@ -92,7 +92,12 @@ def seconds_to_span(t0: float, t1: float, fps: float, num_frames: int | None = N
 Boxes = dict[int, list[float]]
 
 
-def _boxes_from_json(raw: Any, path: Any, entry: Any) -> Boxes:
+_REJECTED_BOX = [math.nan] * 4  # the box rule rejects and counts it (docs/FORMATS.md "Box repair rule")
+
+
+def _boxes_from_json(raw: Any, path: Any, entry: Any, lenient: bool = False) -> Boxes:
+    """``{"<frame>": [x1, y1, x2, y2]}``; with ``lenient`` (predictions) a box that is not 4 numbers is
+    kept as NaNs, so the metric's box rule rejects and counts it instead of the whole file failing."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -103,6 +108,9 @@ def _boxes_from_json(raw: Any, path: Any, entry: Any) -> Boxes:
             frame = int(k)
         except (TypeError, ValueError, OverflowError):
             raise AnnotationError(f"box key {k!r} is not a frame index", path, entry) from None
+        if lenient and not _is_box(v):
+            out[frame] = list(_REJECTED_BOX)
+            continue
         if not isinstance(v, (list, tuple)) or len(v) != 4:
             raise AnnotationError(f"box at frame {k} must be 4 numbers, got {_short(v)}", path, entry)
         try:
@@ -140,6 +148,8 @@ class GroundingQuery:
     qtype: str | None = None
     video_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where it was read from ("<file> [entry line 12]"), for errors raised later (never serialized)
+    source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def span(self) -> Span | None:
@@ -181,15 +191,16 @@ class GroundingQuery:
         task = d.get("task", "stvg")
         if task not in TASKS:
             raise AnnotationError(f"task must be one of {TASKS}, got {task!r}", path, entry)
+        fps = d.get("fps") or 0.0
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps < 0:
+            raise AnnotationError(f"'fps' must be a finite non-negative number, got {_short(fps)}", path, entry)
+        fps = float(fps)
         try:
-            fps = float(d.get("fps") or 0.0)
-            num_frames = int(d.get("num_frames") or 0)
-            width = int(d.get("width") or 0)
-            height = int(d.get("height") or 0)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise AnnotationError(f"fps/num_frames/width/height must be numbers ({exc})", path, entry) from None
-        if not math.isfinite(fps) or fps < 0:
-            raise AnnotationError(f"fps must be a finite non-negative number, got {fps}", path, entry)
+            num_frames = _whole(d.get("num_frames") or 0, "num_frames")
+            width = _whole(d.get("width") or 0, "width")
+            height = _whole(d.get("height") or 0, "height")
+        except AnnotationError as exc:
+            raise AnnotationError(str(exc), path, entry) from None
         span_frames = _pair(d.get("span_frames"), int, "span_frames", path, entry)
         span_s = _pair(d.get("span_s"), float, "span_s", path, entry)
         try:
@@ -211,7 +222,7 @@ class GroundingQuery:
         for key in ("qtype", "video_id"):
             if d.get(key) is not None and not isinstance(d[key], str):
                 raise AnnotationError(f"'{key}' must be a string, got {type(d[key]).__name__}", path, entry)
-        return cls(
+        query = cls(
             qid=str(d["qid"]),
             video=video,
             query=str(d["query"]),
@@ -227,6 +238,89 @@ class GroundingQuery:
             video_id=d.get("video_id"),
             extra=dict(extra),
         )
+        try:
+            check_query(query)
+        except AnnotationError as exc:
+            raise AnnotationError(str(exc), path, entry) from None
+        if path is not None or entry is not None:
+            query.source = f"{path} [entry {entry}]" if path is not None else f"[entry {entry}]"
+        return query
+
+
+def locate_error(exc: AnnotationError, queries: Iterable[GroundingQuery]) -> AnnotationError:
+    """An error raised after reading (e.g. by a metric protocol) naming only ``qid X``: the same
+    message naming the file and line the query came from, when known; else ``exc`` itself."""
+    entry = str(exc.entry or "")
+    if exc.path is not None or not entry.startswith("qid "):
+        return exc
+    qid = entry[4:]
+    source = next((q.source for q in queries if q.qid == qid and q.source), None)
+    if source is None:
+        return exc
+    prefix = f" [entry {exc.entry}]: "
+    message = str(exc).split(prefix, 1)[1] if prefix in str(exc) else str(exc)
+    return AnnotationError(f"{source} (qid {qid}): {message}")
+
+
+# Size caps checked when an annotation is read, before anything is allocated from these values
+# (the dense metric protocols allocate one row per frame of the video or of the GT span).
+MAX_VIDEO_FRAMES = 1 << 24  # 16 777 216 frames: 6.5 days at 30 fps (~134 MB per int64 array)
+MAX_FRAME_SIDE = 1 << 16  # width / height in pixels
+
+
+def _whole(value: Any, name: str, low: int = 0, high: int = MAX_VIDEO_FRAMES) -> int:
+    """An integer in ``[low, high]``: ints and integral floats (``12.0``); never bools, strings or ``7.9``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AnnotationError(f"'{name}' must be an integer, got {_short(value)}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise AnnotationError(f"'{name}' must be an integer, got {_short(value)}")
+    if not low <= value <= high:
+        raise AnnotationError(f"'{name}' must be in [{low}, {high}], got {_short(value)}")
+    return int(value)
+
+
+def check_query(q: GroundingQuery) -> GroundingQuery:
+    """Refuse values the metric protocols cannot use; raises :class:`AnnotationError` naming the field.
+
+    Raised without a location: :meth:`GroundingQuery.from_json` adds the file and line, the native
+    adapters' ``EntryRunner`` the file and entry. Caps (:data:`MAX_VIDEO_FRAMES`,
+    :data:`MAX_FRAME_SIDE`) are checked here, so no protocol allocates from an absurd value.
+    """
+    _whole(q.num_frames, "num_frames")
+    _whole(q.width, "width", high=MAX_FRAME_SIDE)
+    _whole(q.height, "height", high=MAX_FRAME_SIDE)
+    if q.span_frames is not None:
+        start, end = (_whole(v, "span_frames") for v in q.span_frames)
+        if end < start:
+            raise AnnotationError(f"'span_frames' end < start: {[start, end]}")
+    extra = q.extra
+    segment = extra.get("segment")
+    if segment is not None:
+        if not isinstance(segment, (list, tuple)) or len(segment) != 2:
+            raise AnnotationError(f"'extra.segment' must be [begin, end), got {_short(segment)}")
+        begin, end = (_whole(v, "extra.segment") for v in segment)
+        if end < begin:
+            raise AnnotationError(f"'extra.segment' end < begin: {[begin, end]}")
+    offset = extra.get("tubedetr_frame_offset")
+    if offset is not None:
+        _whole(offset, "extra.tubedetr_frame_offset", low=-MAX_VIDEO_FRAMES)
+    by_time = extra.get("boxes_by_time")
+    if by_time is not None:
+        if not isinstance(by_time, Mapping):
+            raise AnnotationError(f"'extra.boxes_by_time' must be an object {{time: box}}, got {_short(by_time)}")
+        for key, box in by_time.items():
+            if not _is_box(box):
+                raise AnnotationError(f"'extra.boxes_by_time' box at {_short(key)} must be 4 finite numbers, "
+                                      f"got {_short(box)}")
+    return q
+
+
+def _is_box(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
 
 
 def _pair(raw: Any, cast: type, name: str, path: Any, entry: Any) -> tuple | None:
@@ -234,6 +328,10 @@ def _pair(raw: Any, cast: type, name: str, path: Any, entry: Any) -> tuple | Non
         return None
     if not isinstance(raw, (list, tuple)) or len(raw) != 2:
         raise AnnotationError(f"'{name}' must be a pair [start, end], got {_short(raw)}", path, entry)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        raise AnnotationError(f"'{name}' must hold two numbers, got {_short(raw)}", path, entry)
+    if cast is int and not all(isinstance(v, int) or (math.isfinite(v) and v.is_integer()) for v in raw):
+        raise AnnotationError(f"'{name}' must hold two integer frame indices, got {_short(raw)}", path, entry)
     try:
         vals = tuple(cast(v) for v in raw)
     except (TypeError, ValueError, OverflowError):
@@ -319,13 +417,18 @@ class GroundingPrediction:
         extra = d.get("extra") or {}
         if not isinstance(extra, Mapping):
             raise AnnotationError(f"'extra' must be an object, got {type(extra).__name__}", path, entry)
+        parse_failed = d.get("parse_failed", False)
+        if parse_failed is None:
+            parse_failed = False
+        if not isinstance(parse_failed, bool):
+            raise AnnotationError(f"'parse_failed' must be true or false, got {_short(parse_failed)}", path, entry)
         return cls(
             qid=str(d["qid"]),
             span_frames=span_frames,
             span_s=span_s,
-            boxes=_boxes_from_json(d.get("boxes"), path, entry),
+            boxes=_boxes_from_json(d.get("boxes"), path, entry, lenient=True),
             raw_text=_optional_str(d, "raw_text", path, entry),
-            parse_failed=bool(d.get("parse_failed", False)),
+            parse_failed=parse_failed,
             error=_optional_str(d, "error", path, entry),
             span_source=_optional_str(d, "span_source", path, entry),
             confidence=confidence,
@@ -344,7 +447,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     with p.open("rb") as fh:  # decoded per line, so invalid UTF-8 is named by its line
         for lineno, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8").strip()
+                line = raw.decode("utf-8-sig").strip()  # a byte-order mark is not part of the first line
             except UnicodeDecodeError as exc:
                 raise AnnotationError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", p, f"line {lineno}") from None
             if not line:

@@ -143,14 +143,18 @@ def _pyav_open(path: str):
 
 
 def _pyav_info(path: str, container) -> VideoInfo:
-    """Header facts; counts packets (no decode) when the container has no frame count (e.g. .ts)."""
+    """Header facts; counts packets (no decode) when the container has no frame count (e.g. .ts).
+
+    Counting reads the stream to its end; the caller reopens the file to decode (see
+    :func:`_reopened`) rather than seeking back, which raw elementary streams (``.h264``) refuse and
+    streams with repeated timestamps (concatenated ``.ts`` files) would land in the wrong copy of.
+    """
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0
     num_frames = int(stream.frames or 0)
     if num_frames <= 0:
         num_frames = sum(1 for pkt in container.demux(stream) if pkt.size > 0)
-        container.seek(0)
     width, height = int(stream.codec_context.width), int(stream.codec_context.height)
     if num_frames <= 0 or width <= 0 or height <= 0:
         raise VideoReadError(path, f"no decodable video frames (frames={num_frames}, size={width}x{height})")
@@ -270,7 +274,11 @@ class _Plan:
 
 
 def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) -> _Plan | None:
-    """One demux pass (no decoding) deciding which packets to decode; None when ranks are not exact."""
+    """One demux pass (no decoding) deciding which packets to decode; None when ranks are not exact.
+
+    The pass leaves ``container`` at the end of the stream: unless the plan kept the packets, the
+    caller decodes from a reopened container (:func:`_reopened`).
+    """
     length_size = _avcc_length_size(stream)
     pts: list[int] = []
     kinds: list[int] = []
@@ -280,7 +288,6 @@ def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) ->
         if packet.size == 0:
             continue
         if packet.pts is None or packet.is_discard:
-            container.seek(0)
             return None
         pts.append(packet.pts)
         kinds.append(_h264_kind(memoryview(packet), length_size) if length_size else 0)
@@ -290,8 +297,6 @@ def _plan(path: str, container, stream, indices: np.ndarray, num_frames: int) ->
                 packets = None
             else:
                 packets.append(packet)
-    if packets is None:
-        container.seek(0)
     order = sorted(pts)
     if len(set(order)) != len(order):
         return None
@@ -343,12 +348,16 @@ def _read_pyav(path, num_frames, fps, max_frames, size, threads, planned) -> Sam
     container = _pyav_open(path)
     try:
         info = _pyav_info(path, container)
+        if not container.streams.video[0].frames:  # the frames were counted: the stream is at its end
+            container = _reopened(path, container)
         indices = sample_indices(info.num_frames, info.fps, num_frames, fps, max_frames)
         out_h, out_w = size if size is not None else (info.height, info.width)
-        stream = container.streams.video[0]
         plan = None
         if planned and len(indices) < info.num_frames:  # with every frame sampled there is nothing to leave out
-            plan = _plan(path, container, stream, indices, info.num_frames)
+            plan = _plan(path, container, container.streams.video[0], indices, info.num_frames)
+            if plan is None or plan.packets is None:  # decoded from a second demux pass
+                container = _reopened(path, container)
+        stream = container.streams.video[0]
         if threads is None:
             threads = 1 if info.width * info.height < _THREADED_MIN_PIXELS else 0
         stream.thread_type = "AUTO"
@@ -374,6 +383,12 @@ def _read_pyav(path, num_frames, fps, max_frames, size, threads, planned) -> Sam
     finally:
         container.close()
     return _result(frames, indices, info)
+
+
+def _reopened(path: str, container):
+    """A fresh container at the start of the file (never a seek: see :func:`_pyav_info`)."""
+    container.close()
+    return _pyav_open(path)
 
 
 def _decode_planned(stream, container, plan: _Plan, keep: Callable[[Any, int], None]) -> None:

@@ -404,7 +404,7 @@ def test_charades_lmms_eval_json_and_jsonl(tmp_path, layout):
 def test_charades_bad_line_named_and_skippable(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text(CHARADES_TXT + "\nBROKEN line without marker\nZZZ 5 2##reversed\n", encoding="utf-8")
-    with pytest.raises(AnnotationError, match=r"\[entry line 4\]: expected '<video_id> <start_s> <end_s>##"):
+    with pytest.raises(AnnotationError, match=r"\[entry line 4\]: not a Charades-STA line: expected '<video_id> <start_s> <end_s>##"):
         load_benchmark("charades_sta", path)
     skipped: list = []
     assert len(load_benchmark("charades_sta", path, on_error="skip", skipped=skipped)) == 2

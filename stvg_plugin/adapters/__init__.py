@@ -17,7 +17,7 @@ from stvg_plugin.adapters.hcstvg import read_hcstvg, write_hcstvg
 from stvg_plugin.adapters.unified import read_unified
 from stvg_plugin.adapters.vidstg import read_vidstg, write_vidstg
 from stvg_plugin.adapters.vstar import duration_bucket, read_vstar
-from stvg_plugin.data import GroundingQuery
+from stvg_plugin.data import AnnotationError, GroundingQuery
 
 BENCHMARKS = ("hcstvg_v1", "hcstvg_v2", "vidstg", "charades_sta", "vstar", "unified")
 
@@ -69,7 +69,15 @@ def load_benchmark(
     ``video_parts`` (hcstvg_v2), ``trajectories`` / ``vidor_dir`` (vidstg), ``probe`` (charades_sta),
     ``require_answer_vqa`` (vstar).
     """
-    return _READERS[_canonical(name)](annotations, video_root, **kw)
+    reader = _READERS[_canonical(name)]
+    skipped = kw.get("skipped")
+    if skipped is None:
+        skipped = kw["skipped"] = []
+    skips_before = len(skipped)
+    queries = reader(annotations, video_root, **kw)
+    if not queries and len(skipped) == skips_before:  # else the run reports 0 queries as null metrics, exit 0
+        raise AnnotationError("no queries: the file holds no entries", annotations)
+    return queries
 
 
 __all__ = [

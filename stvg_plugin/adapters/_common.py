@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from stvg_plugin.data import AnnotationError, StvgError
+from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError
 
 T = TypeVar("T")
 ON_ERROR = ("raise", "skip")
@@ -45,18 +45,43 @@ def require_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_json_file(path: str | os.PathLike) -> Any:
-    """Parse a whole JSON file; a syntax error, bad encoding or absurd nesting names the file."""
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key given twice in one object would silently drop an entry."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def load_json_file(path: str | os.PathLike, *, unique_keys: bool = False) -> Any:
+    """Parse a whole JSON file; a syntax error, bad encoding, absurd nesting or an integer too long
+    for Python (> 4 300 digits) names the file. A byte-order mark is skipped. ``unique_keys``: a
+    key repeated within one object is an error (for formats keyed by id, where it would drop an entry)."""
     p = require_file(path)
     try:
-        with p.open("r", encoding="utf-8") as fh:
-            return json.load(fh)
+        with p.open("r", encoding="utf-8-sig") as fh:
+            return json.load(fh, object_pairs_hook=_unique_keys if unique_keys else None)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", p) from None
     except UnicodeDecodeError as exc:
         raise AnnotationError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", p) from None
     except RecursionError:
         raise AnnotationError("JSON nested too deeply to parse", p) from None
+    except _DuplicateKey as exc:
+        raise AnnotationError(f"key {exc.key[:120]!r} appears twice in one object (one entry would be lost)", p) \
+            from None
+    except ValueError:  # the int_max_str_digits limit; the message would not name the file
+        raise AnnotationError("invalid JSON (an integer longer than 4300 digits)", p) from None
 
 
 class EntryRunner:
@@ -71,7 +96,11 @@ class EntryRunner:
     def run(self, entry: Any, fn: Callable[..., T], *args: Any) -> T | None:
         """``fn(*args)``; on failure raise naming ``entry`` or record a skip and return ``None``."""
         try:
-            return fn(*args)
+            out = fn(*args)
+            for q in out if isinstance(out, list) else [out]:
+                if isinstance(q, GroundingQuery) and q.source is None:
+                    q.source = f"{self.path} [entry {entry}]"  # for errors raised after reading
+            return out
         except AnnotationError as exc:  # keep a nested file's name (e.g. a VidOR JSON), drop our own
             reason = _bare_message(exc) if exc.path in (None, self.path) else str(exc)
         except MemoryError:

@@ -31,7 +31,7 @@ from stvg_plugin.adapters._common import (
     field,
     require_file,
 )
-from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError, atomic_write_text, seconds_to_span
+from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError, atomic_write_text, check_query, seconds_to_span
 
 LINE_RE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s*##(.*)$")
 NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -50,7 +50,7 @@ def read_charades_sta(
         raise BenchmarkError("probe=True needs video_root to find the videos")
     path = require_file(annotations)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would become part of the first qid
     except UnicodeDecodeError as exc:
         raise AnnotationError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
     runner = EntryRunner(path, on_error, skipped)
@@ -78,7 +78,8 @@ def _text_rows(text: str, runner: EntryRunner) -> list[tuple[str, int, Any]]:
 
 def _text_row(match: re.Match | None, line: str) -> dict[str, Any]:
     if match is None:
-        raise AnnotationError(f"expected '<video_id> <start_s> <end_s>##<sentence>', got {line.strip()!r:.80}")
+        # the line is not quoted: the file may be anything (a secret), not a Charades-STA file at all
+        raise AnnotationError("not a Charades-STA line: expected '<video_id> <start_s> <end_s>##<sentence>'")
     vid, start, end, sentence = match.groups()
     return {"video_id": vid, "video": f"{vid}.mp4", "caption": sentence.strip(), "timestamp": [start, end]}
 
@@ -90,6 +91,8 @@ def _json_rows(text: str, path: Path, runner: EntryRunner) -> list[tuple[str, in
         raw = None  # not one JSON document: JSON Lines
     except RecursionError:
         raise AnnotationError("JSON nested too deeply to parse", path) from None
+    except ValueError:  # an integer longer than 4300 digits
+        raise AnnotationError("invalid JSON (an integer longer than 4300 digits)", path) from None
     if isinstance(raw, list):
         return [(f"index {i}", i, row) for i, row in enumerate(raw)]
     if isinstance(raw, dict):  # a one-line JSONL file
@@ -150,7 +153,7 @@ def _to_query(row: Any, index: int, resolve: VideoResolver, prober: _Prober | No
         if q.fps > 0:
             span = seconds_to_span(start, end, q.fps, q.num_frames or None)
             q.span_frames = (span.start, span.end)
-    return q
+    return check_query(q)
 
 
 class _Prober:

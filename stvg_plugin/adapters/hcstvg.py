@@ -40,7 +40,7 @@ from stvg_plugin.adapters._common import (
     field,
     load_json_file,
 )
-from stvg_plugin.data import AnnotationError, GroundingQuery, write_json
+from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, write_json
 from stvg_plugin.util.box_ops import xywh_to_xyxy, xyxy_to_xywh
 
 HCSTVG_CLIP_SECONDS = 20.0
@@ -63,7 +63,7 @@ def read_hcstvg(
     """
     if version not in (1, 2):
         raise BenchmarkError(f"HC-STVG version must be 1 or 2, got {version!r}")
-    raw = load_json_file(annotations)
+    raw = load_json_file(annotations, unique_keys=True)
     if not isinstance(raw, Mapping):
         raise AnnotationError(f"expected a JSON object keyed by video file name, got {type(raw).__name__}", annotations)
     if video_parts is None and video_root is not None and (Path(video_root) / "video_part.json").is_file():
@@ -112,7 +112,7 @@ def _parse_entry(key: str, entry: Any, version: int, resolve: VideoResolver) -> 
         if entry.get(name) is not None:
             extra[name] = as_float(entry[name], name)
     video_file = as_str(entry["video_file"], "video_file") if entry.get("video_file") is not None else key
-    return GroundingQuery(
+    return check_query(GroundingQuery(
         qid=key,
         video=resolve(video_file),
         query=caption,
@@ -126,7 +126,7 @@ def _parse_entry(key: str, entry: Any, version: int, resolve: VideoResolver) -> 
         boxes=boxes,
         video_id=Path(video_file).stem,
         extra=extra,
-    )
+    ))
 
 
 def _read_video_parts(path: str | os.PathLike) -> dict[str, str]:

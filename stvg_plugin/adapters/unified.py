@@ -40,7 +40,7 @@ def read_unified(
 
 def _read_per_line(path: Path, base: str, runner: EntryRunner) -> list[GroundingQuery]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise AnnotationError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
     out: list[GroundingQuery] = []

@@ -38,7 +38,7 @@ from stvg_plugin.adapters._common import (
     frame_span_seconds,
     load_json_file,
 )
-from stvg_plugin.data import AnnotationError, GroundingQuery, write_json
+from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, write_json
 from stvg_plugin.util.box_ops import xywh_to_xyxy, xyxy_to_xywh
 
 QTYPES = (("captions", "declarative"), ("questions", "interrogative"))
@@ -97,7 +97,7 @@ def _parse_entry(index: int, entry: Any, boxes_source: Any, resolve: VideoResolv
         target = as_int(field(sentence, "target_id"), f"{where}.target_id")
         track = boxes_source.track(vid, target)
         video_rel = video_rel or boxes_source.video_path(vid)
-        out.append(
+        out.append(check_query(
             GroundingQuery(
                 qid=f"{vid}_{index}_{qtype[0]}{k}",
                 video=resolve(video_rel) if video_rel else resolve(vid, default_ext=".mp4"),
@@ -114,7 +114,7 @@ def _parse_entry(index: int, entry: Any, boxes_source: Any, resolve: VideoResolv
                 video_id=vid,
                 extra={"segment": list(seg), "target_id": target, "entry_index": index},
             )
-        )
+        ))
     return out
 
 

@@ -40,7 +40,7 @@ from stvg_plugin.adapters._common import (
     field,
     load_json_file,
 )
-from stvg_plugin.data import AnnotationError, GroundingQuery, seconds_to_span
+from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, seconds_to_span
 
 TEXT_FIELDS = ("question", "answer", "chain", "object", "temporal_question", "spatial_question", "spatial_question_2")
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -105,7 +105,7 @@ def _parse_item(index: int, item: Any, resolve: VideoResolver) -> GroundingQuery
     for name in TEXT_FIELDS:
         if item.get(name) is not None:
             extra[name] = as_str(item[name], name)
-    return GroundingQuery(
+    return check_query(GroundingQuery(
         qid=f"{vid}_{index}",
         video=resolve(vid, default_ext=".mp4"),
         query=extra.get("temporal_question") or as_str(field(item, "question"), "question"),
@@ -119,7 +119,7 @@ def _parse_item(index: int, item: Any, resolve: VideoResolver) -> GroundingQuery
         boxes=boxes,
         video_id=vid,
         extra=extra,
-    )
+    ))
 
 
 def _boxes(raw: list) -> tuple[dict[int, list[float]], dict[str, int | float | str]]:

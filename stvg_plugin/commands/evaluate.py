@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from stvg_plugin.adapters import default_protocol
 from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
-from stvg_plugin.data import iter_predictions, write_json, write_jsonl
+from stvg_plugin.data import AnnotationError, iter_predictions, locate_error, write_json, write_jsonl
 from stvg_plugin.metrics import PROTOCOLS, evaluate
 
 log = logging.getLogger("stvg.evaluate")
@@ -28,8 +28,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
     thresholds = tuple(float(t) for t in cfg.get("thresholds") or (0.3, 0.5))
-    result = evaluate(queries, iter_predictions(predictions), protocol=protocol, thresholds=thresholds,
-                      box_fill=cfg.get("box_fill", "none"))
+    try:
+        result = evaluate(queries, iter_predictions(predictions), protocol=protocol, thresholds=thresholds,
+                          box_fill=cfg.get("box_fill", "none"))
+    except AnnotationError as exc:  # a protocol names the qid; say which file and line it came from
+        raise locate_error(exc, queries) from None
     summary = dict(result.summary)
     summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions)})
     write_jsonl(output_dir / "per_query.jsonl", result.per_query)

@@ -4,6 +4,12 @@ Resumable: each prediction is appended (and flushed) to ``predictions.partial.js
 made; a re-run skips the qids already there (a line cut off by a kill is dropped and redone), and
 the final ``predictions.jsonl`` is written atomically in annotation order. A bad video never
 stops the run: its queries get predictions carrying ``error``, listed at the end.
+
+Resume is keyed by the run's settings (model spec, checkpoint, annotations, benchmark options),
+recorded in ``predictions.partial.settings.json`` before the first prediction: a re-run with other
+settings is refused, naming what differs (``resume=false`` starts a new file instead), so the
+output never mixes two models' answers. Predictions carrying ``error`` are made again on resume
+(the video may be back) unless ``retry_errors=false``.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from stvg_plugin.commands.common import load_queries_from_cfg, require_path
+from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
 from stvg_plugin.data import AnnotationError, GroundingPrediction, atomic_write_text, write_jsonl
 
 log = logging.getLogger("stvg.predict")
 
 PARTIAL_NAME = "predictions.partial.jsonl"
+SETTINGS_NAME = "predictions.partial.settings.json"
 
 
 def read_partial(path: Path) -> dict[str, dict]:
@@ -54,6 +61,36 @@ def read_partial(path: Path) -> dict[str, dict]:
     return done
 
 
+def _flat(obj: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict):
+        out: dict[str, object] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def check_resume_settings(output_dir: Path, settings: dict) -> None:
+    """Record ``settings`` for a new partial file, or refuse to resume one made with other settings."""
+    partial, record = output_dir / PARTIAL_NAME, output_dir / SETTINGS_NAME
+    if partial.exists() and record.exists():
+        try:
+            before = json.loads(record.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            before = None
+        if before != settings:
+            old, new = _flat(before) if isinstance(before, dict) else {}, _flat(settings)
+            diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
+            raise ConfigError(
+                f"{partial} was made with other settings ({'; '.join(diff[:6]) or 'unreadable record'}); "
+                "rerun with the same settings to resume, or pass resume=false to start a new file"
+            )
+        return
+    if partial.exists():  # made before settings were recorded: assumed to match, from now on checked
+        log.warning("%s has no settings record; resuming it as if made with these settings", partial)
+    atomic_write_text(record, json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def run(cfg: DictConfig, output_dir: Path) -> Path:
     from stvg_plugin.models import load_grounder
 
@@ -68,10 +105,23 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
     partial = output_dir / PARTIAL_NAME
     if not cfg.get("resume", True):
         partial.unlink(missing_ok=True)  # else its stale lines would be picked up by a later resume
+    extra = cfg.get("benchmark_kwargs") or {}
+    check_resume_settings(output_dir, {
+        "model": model_cfg,
+        "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
+        "benchmark": str(cfg.benchmark),
+        "annotations": str(Path(str(cfg.annotations)).expanduser().resolve()),
+        "video_root": str(cfg.video_root) if cfg.get("video_root") else None,
+        "benchmark_kwargs": OmegaConf.to_container(extra, resolve=True) if not isinstance(extra, dict) else extra,
+    })
     done = read_partial(partial)
+    retried = [qid for qid, obj in done.items() if obj.get("error")] if cfg.get("retry_errors", True) else []
+    for qid in retried:
+        del done[qid]  # made again; the new line, appended later, is the one read back
     todo = [q for q in queries if q.qid not in done]
-    if done:
-        print(f"resuming: {len(done)} predictions already made, {len(todo)} to go")
+    if done or retried:
+        print(f"resuming: {len(done)} predictions already made, {len(todo)} to go"
+              + (f" ({len(retried)} with an error, retried)" if retried else ""))
     if todo:
         grounder = load_grounder(model_cfg, checkpoint=str(checkpoint) if checkpoint else None, device=cfg.device)
         with partial.open("a", encoding="utf-8") as fh:
@@ -85,6 +135,7 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
     out = output_dir / "predictions.jsonl"
     write_jsonl(out, ordered)
     partial.unlink(missing_ok=True)
+    (output_dir / SETTINGS_NAME).unlink(missing_ok=True)
     failed = [GroundingPrediction.from_json(o) for o in ordered if o.get("error")]
     if failed:
         print(f"{len(failed)} queries could not be grounded:")

@@ -126,7 +126,25 @@ class Grounder:
                     log.warning("query %s failed: %s: %s", q.qid, type(exc).__name__, exc)
                     answers[id(q)] = GroundingPrediction(qid=q.qid, error=f"{type(exc).__name__}: {exc}")
         for q in group:
-            yield answers.get(id(q)) or GroundingPrediction(qid=q.qid, error="empty query text")
+            pred = answers.get(id(q)) or GroundingPrediction(qid=q.qid, error="empty query text")
+            yield to_annotation_space(pred, q, sampled.info.width, sampled.info.height)
+
+
+def to_annotation_space(pred: GroundingPrediction, q: GroundingQuery, width: int, height: int) -> GroundingPrediction:
+    """Boxes predicted in the decoded video's pixels, rescaled to the annotation's ``width`` x ``height``.
+
+    The ground truth is in the annotation's pixel space; a video re-encoded at another size (or an
+    annotation with the wrong size) would otherwise be scored in two spaces at once. The sizes
+    used are recorded in ``extra["boxes_rescaled"]``.
+    """
+    if not pred.boxes or q.width <= 0 or q.height <= 0 or (q.width, q.height) == (width, height):
+        return pred
+    sx, sy = q.width / max(width, 1), q.height / max(height, 1)
+    pred.boxes = {f: [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for f, b in pred.boxes.items()}
+    pred.extra = {**pred.extra, "boxes_rescaled": {"video_size": [width, height], "annotation_size": [q.width, q.height]}}
+    log.warning("%s: video is %dx%d, its annotation says %dx%d; boxes rescaled to the annotation's size",
+                q.video, width, height, q.width, q.height)
+    return pred
 
 
 def load_grounder(
@@ -147,6 +165,7 @@ def load_grounder(
         model = SpaceVLLMForGrounding.from_pretrained(
             checkpoint,
             allow_pickle=bool(spec.get("allow_pickle", False)),
+            trust_remote_code=bool(spec.get("trust_remote_code", False)),  # the caller's key, not the checkpoint's
             dtype=getattr(torch, dtype) if dtype else None,
         )
         for key in RUNTIME_KEYS:

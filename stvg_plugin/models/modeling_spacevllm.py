@@ -48,7 +48,7 @@ from transformers.utils import ModelOutput
 
 from stvg_plugin.data import GroundingPrediction, Span
 from stvg_plugin.models.backbones import QUERY, VISUAL, BackboneAdapter, FrameFeatures, get_backbone
-from stvg_plugin.models.checkpoint import UnsafeCheckpointError, check_checkpoint_files
+from stvg_plugin.models.checkpoint import UnsafeCheckpointError, check_checkpoint_files, check_remote_code
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.decoding import VideoGeometry, build_prediction
 from stvg_plugin.models.losses import grounding_loss
@@ -518,16 +518,37 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Path, *args: Any, allow_pickle: bool = False, **kwargs: Any
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *args: Any,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
     ) -> SpaceVLLMForGrounding:
-        """Load a local checkpoint; pickle-based weights (.bin/.pt/.pth/.ckpt) are refused unless ``allow_pickle``."""
+        """Load a local checkpoint; pickle-based weights (.bin/.pt/.pth/.ckpt) are refused unless ``allow_pickle``.
+
+        ``trust_remote_code`` is the caller's decision only: the checkpoint's own ``config.json`` value
+        is ignored, and a folder whose config files ask for remote code is refused without it.
+        """
         path = Path(pretrained_model_name_or_path)
-        check_checkpoint_files(path, allow_pickle=allow_pickle)
+        safe = check_checkpoint_files(path, allow_pickle=allow_pickle)
+        check_remote_code(path, trust_remote_code=trust_remote_code)
         kwargs.setdefault("local_files_only", True)
-        kwargs.setdefault("use_safetensors", not allow_pickle)
+        # safetensors whenever the folder has them, even with allow_pickle (which only permits .bin-only folders)
+        kwargs.setdefault("use_safetensors", bool(safe) or not allow_pickle)
         try:
-            model = super().from_pretrained(str(path), *args, **kwargs)
+            model = super().from_pretrained(str(path), *args, trust_remote_code=bool(trust_remote_code), **kwargs)
         except pickle.UnpicklingError as exc:  # allow_pickle, but torch's weights_only loader refused the file
             raise UnsafeCheckpointError(f"{path}: the pickled weights were refused by the safe loader: {exc}") from None
-        model.processor = SpaceVLLMProcessor.from_pretrained(path, model.config, get_backbone(model.config.backbone))
+        except RuntimeError as exc:
+            if "mismatch" not in str(exc):
+                raise
+            raise UnsafeCheckpointError(
+                f"{path}: the weights do not fit the model its config.json describes (tensor shapes differ; "
+                "see the load report above): an altered or mixed-up checkpoint"
+            ) from None
+        model.config.trust_remote_code = bool(trust_remote_code)  # the caller's value, not the file's
+        model.processor = SpaceVLLMProcessor.from_pretrained(
+            path, model.config, get_backbone(model.config.backbone), trust_remote_code=bool(trust_remote_code)
+        )
         return model.eval()

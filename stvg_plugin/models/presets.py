@@ -20,6 +20,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from stvg_plugin.models.backbones import get_backbone
+from stvg_plugin.models.checkpoint import check_remote_code
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
 from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor, special_token_ids
@@ -68,7 +69,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # keys of a spec that are about building/loading, not SpaceVLLMConfig fields
 _BUILD_KEYS = (
-    "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer"
+    "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer",
+    "trust_remote_code",  # the caller's decision for this load only; never saved into a checkpoint's config
 )
 # config fields a caller may change on an already trained checkpoint
 RUNTIME_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes")
@@ -99,6 +101,7 @@ def build_config(
 ) -> SpaceVLLMConfig:
     adapter = get_backbone(spec["backbone"])
     if spec.get("backbone_path"):
+        check_remote_code(spec["backbone_path"], trust_remote_code=bool(spec.get("trust_remote_code")))
         vlm_config = AutoConfig.from_pretrained(
             str(spec["backbone_path"]), local_files_only=True, trust_remote_code=bool(spec.get("trust_remote_code"))
         )
@@ -128,9 +131,11 @@ def build_from_backbone(model_cfg: Mapping[str, Any] | str) -> SpaceVLLMForGroun
     path = str(spec["backbone_path"])
     adapter_cls = get_backbone(spec["backbone"])
     dtype = getattr(torch, spec.get("dtype") or "float32")
-    backbone = adapter_cls.from_pretrained(path, trust_remote_code=bool(spec.get("trust_remote_code")), dtype=dtype)
+    trust_remote_code = bool(spec.get("trust_remote_code"))
+    check_remote_code(path, trust_remote_code=trust_remote_code)
+    backbone = adapter_cls.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
     config = SpaceVLLMConfig(vlm_config=backbone.vlm.config, **_config_fields(spec))
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=config.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     frame_size = tuple(config.frame_size) if config.frame_size else None
     processor = SpaceVLLMProcessor(tokenizer, adapter_cls.load_frame_processor(path, frame_size), config)
     if len(tokenizer) > backbone.vlm.get_input_embeddings().num_embeddings:

@@ -139,10 +139,16 @@ class SpaceVLLMProcessor:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, config: SpaceVLLMConfig, adapter_cls: type[BackboneAdapter]
+        cls,
+        directory: str | Path,
+        config: SpaceVLLMConfig,
+        adapter_cls: type[BackboneAdapter],
+        *,
+        trust_remote_code: bool = False,
     ) -> SpaceVLLMProcessor:
+        """``trust_remote_code`` comes from the caller, never from ``config`` (which a checkpoint file sets)."""
         tokenizer = AutoTokenizer.from_pretrained(
-            str(directory), local_files_only=True, trust_remote_code=bool(config.trust_remote_code)
+            str(directory), local_files_only=True, trust_remote_code=bool(trust_remote_code)
         )
         frame_size = tuple(config.frame_size) if config.frame_size else None
         return cls(tokenizer, adapter_cls.load_frame_processor(directory, frame_size), config)

@@ -101,11 +101,12 @@ class PromptedGrounder:
         """Load a local checkpoint folder (no hub access, no remote code, safetensors unless ``allow_pickle``)."""
         from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-        from stvg_plugin.models.checkpoint import check_checkpoint_files
+        from stvg_plugin.models.checkpoint import check_checkpoint_files, check_remote_code
 
         path = Path(path)
         if not path.is_dir():
             raise StvgError(f"{path}: checkpoint folder not found")
+        check_remote_code(path)  # the prompted backend never runs code shipped in a checkpoint
         config = AutoConfig.from_pretrained(path, local_files_only=True)  # JSON only
         family = SUPPORTED_MODEL_TYPES.get(config.model_type)
         if family is None:

@@ -68,6 +68,27 @@ def staging_dir(output_dir: Path, step: int) -> Path:
     return tmp
 
 
+def fresh_dir(path: Path) -> Path:
+    """An empty folder at ``path`` (a leftover of a killed run is removed first)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def replace_dir(tmp: Path, final: Path) -> Path:
+    """Rename the complete folder ``tmp`` to ``final``; an existing ``final`` is moved aside first and
+    deleted only after the rename, so at every moment ``final`` is absent, the old one or the new one."""
+    aside = final.with_name(f".old_{final.name}")
+    if aside.exists():
+        shutil.rmtree(aside)
+    if final.exists():
+        final.rename(aside)
+    tmp.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
+    return final
+
+
 def publish(tmp: Path, output_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     """Write the state file, rename ``tmp`` into place, then delete all but the ``keep_last`` newest."""
     atomic_write_text(tmp / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))

@@ -37,7 +37,11 @@ def build_model(model_cfg: Mapping[str, Any] | str, init_checkpoint: str | Path 
 
     spec = resolve_spec(clean_spec(model_cfg))
     if init_checkpoint is not None:
-        model = SpaceVLLMForGrounding.from_pretrained(init_checkpoint)
+        model = SpaceVLLMForGrounding.from_pretrained(
+            init_checkpoint,
+            allow_pickle=bool(spec.get("allow_pickle", False)),
+            trust_remote_code=bool(spec.get("trust_remote_code", False)),  # the caller's key, not the checkpoint's
+        )
         for key in RUNTIME_KEYS:
             if isinstance(model_cfg, Mapping) and model_cfg.get(key) is not None:
                 setattr(model.config, key, spec[key])

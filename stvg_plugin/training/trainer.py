@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import pickle
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -173,7 +174,14 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Load optimizer/scheduler/RNG/weights from a checkpoint and continue after its step."""
         state = ckpt.read_state(path)
-        self.accelerator.load_state(str(path / "state"))
+        try:
+            self.accelerator.load_state(str(path / "state"))
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
+            # a refused pickle (torch's weights_only loader), a truncated or altered file: one line, no traceback
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise StvgError(f"{path / 'state'}: cannot restore the optimizer/scheduler/RNG state "
+                            f"({type(exc).__name__}: {first}); resume from another checkpoint or pass resume=false") \
+                from None
         self.step = int(state["step"])
         self.last_checkpoint = path
         self._truncate_log(self.step)
@@ -264,7 +272,9 @@ class Trainer:
         """``output_dir/final/``: the trained model, loadable by ``stvg predict checkpoint=...``."""
         self.accelerator.wait_for_everyone()
         final = self.output_dir / "final"
-        if self.accelerator.is_main_process:
-            self.save_model(final)
+        if self.accelerator.is_main_process:  # written aside and renamed: a kill never leaves a half final/
+            tmp = ckpt.fresh_dir(self.output_dir / ".tmp_final")
+            self.save_model(tmp)
+            ckpt.replace_dir(tmp, final)
         self.accelerator.wait_for_everyone()
         return final
