@@ -82,6 +82,8 @@ class StvgCounters:
     nan_queries: int = 0
     gt_frames_without_box: int = 0
     no_span: int = 0
+    reversed_spans: int = 0  # predicted frame spans with end < start, scored as given (repair off)
+    repaired_spans: int = 0  # ... swapped into order (repair on)
 
 
 def _segment(q: GroundingQuery, spec: StvgSpec) -> tuple[int, int]:
@@ -148,6 +150,7 @@ def score_stvg(
     box_fill: str,
     stats: BoxRepairStats,
     counters: StvgCounters,
+    repair: bool = False,
 ) -> list[dict]:
     """Whole per-query rows (:mod:`~stvg_plugin.metrics.rows`): ``tIoU``, ``vIoU``, ``gt_vIoU``,
     ``vIoU@t``, ``gt_vIoU@t`` and the spans used, between the query's head and the prediction's tail."""
@@ -164,12 +167,14 @@ def score_stvg(
         before = int(total[start - 1]) if start else 0
         stop = int(np.searchsorted(total, before + _MAX_ROWS_PER_CHUNK, side="left")) + 1
         stop = min(max(stop, start + 1), nq)
-        out.extend(_score_chunk(queries[start:stop], preds[start:stop], spec, thresholds, box_fill, stats, counters))
+        out.extend(
+            _score_chunk(queries[start:stop], preds[start:stop], spec, thresholds, box_fill, stats, counters, repair)
+        )
         start = stop
     return out
 
 
-def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) -> list[dict]:
+def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters, repair) -> list[dict]:
     nq = len(queries)
     spans = [q.span_frames for q in queries]
     fps_list = [q.fps for q in queries]
@@ -188,8 +193,10 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         pairs = np.stack([np.fromiter(map(itemgetter(k), spans), dtype=np.int64, count=nq) for k in (0, 1)], axis=1)
     gs = pairs[:, 0] + offset
     ge = pairs[:, 1] + offset
+    ge_boxes = ge  # GT frames whose boxes gt_vIoU averages (STCAT / CG-STVG: every GT box, the last included)
     if spec.drop_gt_last_frame:
-        ge = np.maximum(np.minimum(ge, segs[:, 1]) - 1, gs)
+        ge_boxes = np.maximum(np.minimum(ge, segs[:, 1]), gs)
+        ge = np.maximum(ge_boxes - 1, gs)
     pred_dicts = [p.boxes if p is not None else None for p in preds]
     has_pred = np.fromiter(map(is_not, preds, repeat(None, nq)), dtype=bool, count=nq)
 
@@ -204,7 +211,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         qi = fr = None
 
     # ---- predicted spans (frames direct; seconds mapped onto the universe)
-    ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters)
+    ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters, repair)
     if by_seconds.any():
         if spec.official_hcstvg or spec.dense:
             sps, spe = _seconds_to_raw_frames(fps, t0, t1)
@@ -217,6 +224,8 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
 
     # ---- boxes on the rows where a GT box matters (LLaVA_Next_STVG's inclusive S_i reaches the GT end frame)
     gt_hi = ge + 1 if spec.inclusive_overlap else ge
+    if spec.drop_gt_last_frame:
+        gt_hi = np.maximum(gt_hi, ge_boxes)
     if universe is not None:
         rq, rf = universe.rows_in(gs, gt_hi, has_pred)
     else:
@@ -224,7 +233,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         rq, rf = qi[in_gt], fr[in_gt]
     gt_source = ([q.boxes for q in queries], offset, False)
     if box_fill == "none":
-        (gbox, gfound), (pbox, pfound) = gather_boxes_many([gt_source, (pred_dicts, None, True)], rq, rf, stats=stats)
+        (gbox, gfound), (pbox, pfound) = gather_boxes_many([gt_source, (pred_dicts, None, repair)], rq, rf, stats=stats)
     else:
         ((gbox, gfound),) = gather_boxes_many([gt_source], rq, rf)
     if spec.clip_gt_to_image:
@@ -234,14 +243,12 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         gbox[:, 3] = np.minimum(gbox[:, 3], h)
     in_pred_row = (rf >= ps[rq]) & (rf < pe[rq])
     if box_fill != "none":
-        all_pred = RaggedBoxes.from_dicts(pred_dicts, sanitize=True, stats=stats)
+        all_pred = RaggedBoxes.from_dicts(pred_dicts, sanitize=repair, stats=stats, drop_non_finite=True)
         pbox, pfound = all_pred.lookup(rq, rf, "none")
         fbox, ffound = all_pred.restrict_to_spans(ps, pe).lookup(rq, rf, box_fill)
         use_fill = ~pfound & ffound & in_pred_row
         pbox[use_fill] = fbox[use_fill]
         pfound = pfound | use_fill
-    if spec.official_hcstvg:  # eval_hcvg reads the predicted tube only
-        pfound &= in_pred_row
     counters.gt_frames_without_box += int(gfound.size - np.count_nonzero(gfound))
     both = gfound & pfound
     iou = _row_iou(pbox, gbox)
@@ -252,12 +259,17 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         counters.nan_frames += int(nan.sum())
         counters.nan_queries += int(np.unique(rq[nan]).size)
         iou[nan] = 0.0
-    gt_count = np.bincount(rq, minlength=nq)
-    gt_sum = np.bincount(rq, weights=iou, minlength=nq)
+    if spec.drop_gt_last_frame:  # STCAT / CG-STVG: gt_vIoU over the GT's box frames (dict keys), last one included
+        on_box = gfound & (rf < ge_boxes[rq])
+        gt_count = np.bincount(rq[on_box], minlength=nq)
+        gt_sum = np.bincount(rq[on_box], weights=iou[on_box], minlength=nq)
+    else:
+        gt_count = np.bincount(rq, minlength=nq)
+        gt_sum = np.bincount(rq, weights=iou, minlength=nq)
     gt_viou = gt_sum / np.maximum(gt_count, 1)
 
     if spec.official_hcstvg:
-        tiou, viou = _official_hcstvg(rq, iou, pfound, gs, ge, ps, pe, nq)
+        tiou, viou = _official_hcstvg(rq, iou, gfound & pfound, gs, ge, ps, pe, nq)
     else:
         tiou = _frame_tiou(gs, ge, ps, pe)
         viou = _universe_viou(universe, qi, fr, rq, rf, iou, gs, ge, ps, pe, nq, spec.inclusive_overlap)
@@ -292,11 +304,16 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
     return rows
 
 
-def _pred_spans(preds, nq, counters):
+def _pred_spans(preds, nq, counters, repair=False):
+    """Predicted spans; a reversed one is swapped only with ``repair`` (the officials read it as given)."""
     spans = [p.span_frames if p is not None else _NO_SPAN for p in preds]
     pairs = _int_pairs(spans)
     if pairs is not None:  # every prediction has integer span_frames: no seconds, nothing to count
         zeros = np.zeros(nq, dtype=np.float64)
+        if not repair:
+            counters.reversed_spans += int(np.count_nonzero(pairs[:, 1] < pairs[:, 0]))
+            return pairs[:, 0].copy(), pairs[:, 1].copy(), np.zeros(nq, dtype=bool), zeros, zeros.copy()
+        counters.repaired_spans += int(np.count_nonzero(pairs[:, 1] < pairs[:, 0]))
         return pairs.min(axis=1), pairs.max(axis=1), np.zeros(nq, dtype=bool), zeros, zeros.copy()
     ps_list, pe_list = [0] * nq, [0] * nq  # Python lists: item assignment into numpy costs ~10x more
     by_seconds = np.zeros(nq, dtype=bool)
@@ -308,10 +325,12 @@ def _pred_spans(preds, nq, counters):
         span = p.span_frames
         if span is not None:
             a, b = int(span[0]), int(span[1])
-            if b >= a:
+            if b >= a or not repair:
                 ps_list[i], pe_list[i] = a, b
+                counters.reversed_spans += b < a
             else:
                 ps_list[i], pe_list[i] = b, a
+                counters.repaired_spans += 1
         elif p.span_s is not None:
             a, b = float(p.span_s[0]), float(p.span_s[1])
             if np.isfinite(a) and np.isfinite(b):
