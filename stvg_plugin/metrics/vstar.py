@@ -275,8 +275,8 @@ def pred_boxes_by_time(q: GroundingQuery, p: GroundingPrediction, chain: str = "
 def _chain(q: GroundingQuery, p: GroundingPrediction, gt_boxes: list, chain: str, other: dict) -> dict | None:
     """One chain's "when" / "where" scores of one answer (None: chain 2 absent from the prediction)."""
     t_key, s_key = "answer_temporal" + chain, "answer_spatial" + chain
-    if chain and t_key not in p.extra and s_key not in p.extra:
-        return None
+    if chain and t_key not in p.extra and s_key not in p.extra and "answer_vqa" not in p.extra:
+        return None  # not a V-STaR results item (there an absent chain-2 answer scores 0) and no chain 2
     if not chain and p.span_s is not None:
         answer = list(p.span_s)
     else:
@@ -310,7 +310,8 @@ def score_vstar(
     As ``eval.py``: an answer whose ``extra`` holds an empty ``answer_vqa`` is skipped (``skipped``,
     left out of every mean); a query without GT boxes scores mIoU / AP 0 and counts; an empty "where"
     answer scores 0. Chain 1's "when" answer is ``span_s`` if set, else ``extra["answer_temporal"]``.
-    Chain 2 (``answer_temporal_2`` / ``answer_spatial_2``) is None unless the prediction has one of them.
+    Chain 2 (``answer_temporal_2`` / ``answer_spatial_2``) is None for a prediction that has neither
+    them nor ``answer_vqa`` (i.e. not from a V-STaR results file, where an absent answer scores 0).
     ``vqa_score`` (the 0-3 judge rating; -1 unparsable) comes from ``extra["vqa_score"]``.
     """
     other = other if other is not None else {}
