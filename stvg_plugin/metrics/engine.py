@@ -55,16 +55,18 @@ def metric_names(protocol: str, thresholds: Sequence[float] = (0.3, 0.5)) -> lis
     if protocol == "tvg":
         return [("tIoU", "mIoU")] + [(f"R1@{t}", f"R1@{t}") for t in TVG_THRESHOLDS]
     if protocol == "vstar":
-        names = []
-        for c in ("", "_2"):  # chain 1, then chain 2 (None without answer_temporal_2 / answer_spatial_2)
-            names += [(f"tIoU{c}", f"m_tIoU{c}")] + [(f"R1{c}@{t}", f"R1{c}@{t}") for t in VSTAR_TIOU_THRESHOLDS]
-            names += [(f"vIoU{c}", f"m_vIoU{c}")] + [(f"AP{c}@{m}", f"AP{c}@{m}") for m in VSTAR_AP_THRESHOLDS]
-        return names
+        return _vstar_names("")
     if protocol == "vue_stg":
         return [(k, k) for k in VUE_METRICS]
     if protocol == "rec":
         return [("IoU", "mIoU")] + [(f"ACC@{t}", f"ACC@{t}") for t in REC_THRESHOLDS] + [("Center_ACC", "Center_ACC")]
     raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+
+
+def _vstar_names(chain: str) -> list[tuple[str, str]]:
+    """V-STaR chain 1 (``""``) or chain 2 (``"_2"``) metric names."""
+    names = [(f"tIoU{chain}", f"m_tIoU{chain}")] + [(f"R1{chain}@{t}",) * 2 for t in VSTAR_TIOU_THRESHOLDS]
+    return names + [(f"vIoU{chain}", f"m_vIoU{chain}")] + [(f"AP{chain}@{m}",) * 2 for m in VSTAR_AP_THRESHOLDS]
 
 
 @dataclass
@@ -362,6 +364,9 @@ def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix:
     *columns, row_qtypes = _columns(rows, [key for key, _ in names] + ["qtype"])
     for (_key, skey), column in zip(names, columns):
         out[prefix + skey] = _mean(column)
+    if name == "vstar":  # chain 2 (None without answer_temporal_2 / answer_spatial_2 / answer_vqa)
+        for key, skey in _vstar_names("_2"):
+            out[prefix + skey] = _mean([r.get(key) for r in rows])
     if name in ("tvg", "rec"):
         for _key, skey in names:
             val = out[prefix + skey]
