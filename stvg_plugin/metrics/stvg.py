@@ -4,28 +4,40 @@ All queries of a batch become one flat array of (query, frame) rows over their f
 per-query sums are ``np.bincount``s. The per-query numbers are the single source of truth: the
 summary is their mean, and :func:`stvg_plugin.metrics.score_query` runs the same code on one query.
 
-Protocols (metrics.md §1-§2):
+Protocols (metrics.md §1-§2; sources and commits in docs/PROTOCOLS.md). Each one gives its
+official evaluator's numbers on every input that evaluator accepts:
 
-* ``tubedetr`` - the default. Universe = TubeDETR's 5 fps sampling of ``extra["segment"]`` (default
-  ``[0, num_frames)``) capped at 200; GT span/box frames shifted by ``extra["tubedetr_frame_offset"]``
-  (HC-STVG: TubeDETR reads the 1-based ``st_frame`` as a 0-based index). tIoU on the raw frame axis;
+* ``tubedetr`` - TubeDETR ``datasets/hcstvg_eval.py`` / ``vidstg_eval.py``, the default. Universe =
+  TubeDETR's 5 fps sampling of ``extra["segment"]`` (default ``[0, num_frames)``) capped at 200; GT
+  span/box frames shifted by ``extra["tubedetr_frame_offset"]`` (HC-STVG: TubeDETR reads the 1-based
+  ``st_frame`` as a 0-based index, so ``st_frame`` 0 is valid). tIoU on the raw frame axis;
   ``vIoU = sum_{S_i} IoU / max(|S_u|, 1)``; ``gt_vIoU`` = mean IoU over GT-span frames of the universe;
-  strict ``>`` thresholds. Follows the fixed TubeDETR evaluator (``max_end = max(ends)``); an early
-  revision of TubeDETR used ``min`` there, which inflates vIoU.
-* ``official_hcstvg`` - ``eval_hcvg.py``: inclusive spans, rows = GT frames, denominator
-  ``max(ends) - min(starts) + 1``, ``tIoU = #GT frames with a predicted box / denominator``.
-* ``stcat``, ``cg_stvg``, ``llava_next_stvg`` - dense variants: every frame of the segment; the GT's
-  last frame is dropped (inclusive end read as exclusive); ``cg_stvg`` clips GT x2/y2 to the image;
-  ``llava_next_stvg`` counts S_u / S_i inclusively (+1). Unconfirmed beyond the notes' worked table:
-  the segment is ``extra["segment"]`` for VidSTG-style queries and ``[0, num_frames)`` for queries
+  strict ``>`` thresholds. The predicted span is read as given (a reversed one has no intersection:
+  ``max_start`` / ``min_end`` on the raw ``sted``); box IoU is ``util/box_ops.np_box_iou`` on the
+  boxes as given (swapped corners -> no intersection -> 0). Follows the fixed evaluator
+  (``max_end = max(ends)``). A missing prediction or frame raises there; here it scores 0, counted.
+* ``official_hcstvg`` - HC-STVG ``eval_hcvg.py``: inclusive spans; the loop runs over the GT frames
+  that have a GT box and a predicted box, **whatever the predicted span says** (l.58); denominator
+  ``max(ends) - min(starts) + 1`` on the raw (possibly reversed) values (l.62); ``tIoU = #those
+  frames / denominator`` (l.65), so a zero-area predicted box still counts there; ``iou2d`` returns 0
+  when the intersection is empty (l.17); a missing video scores 0 and is averaged (l.50).
+* ``stcat``, ``cg_stvg``, ``llava_next_stvg`` - STCAT / CG-STVG ``datasets/evaluation/hcstvg_eval.py``
+  and ``vidstg_eval.py``: every frame of the segment; the inclusive GT end is read as exclusive for
+  tIoU / vIoU (``range(max_start, min_end)``), but ``gt_vIoU`` averages every GT box frame, the last
+  included (``for fid in self.vid2box``, ``/ len(vid2box)``); queries without prediction are left out
+  of the means (the loop runs over the predictions); a missing frame raises in STCAT (0 here) and is
+  skipped as IoU 0 in CG-STVG; ``cg_stvg`` clips GT x2/y2 to the image; ``llava_next_stvg`` counts
+  S_u / S_i inclusively (+1). VidSTG: per-``qtype`` means (the engine's ``<qtype>_*`` keys). The
+  segment is ``extra["segment"]`` for VidSTG-style queries and ``[0, num_frames)`` for queries
   carrying ``tubedetr_frame_offset`` (HC-STVG); no frame offset is applied (STCAT uses st_frame - 1).
 
-Project rules shared by all: predicted boxes go through the ``sanitize_box`` rule (counted); a
-frame without a predicted box scores IoU 0 (``box_fill="none"``), or is filled from the predicted
-boxes inside the predicted span (``nearest`` / ``linear``); boxes outside the predicted span are
-never invented. A zero-union IoU (the reference's NaN) is scored 0 and counted in ``num_nan``; it can
-only happen on a degenerate GT box because predicted boxes of zero area are rejected first. A GT-span
-frame of the universe without a GT box scores IoU 0 and is counted (TubeDETR would raise).
+Shared: a frame without a predicted box scores IoU 0 (``box_fill="none"``), or is filled from the
+predicted boxes inside the predicted span (``nearest`` / ``linear``, STCAT-style); boxes outside the
+predicted span are never invented. With ``repair=True`` (never official) predicted boxes go through
+the ``sanitize_box`` rule (swapped corners fixed, NaN / zero-area rejected, counted) and reversed
+spans are swapped (counted). A zero-union IoU (the reference's NaN, e.g. a NaN box) is scored 0 and
+counted in ``num_nan`` instead of turning the official mean into NaN. A GT-span frame of the
+universe without a GT box scores IoU 0 and is counted (TubeDETR would raise).
 """
 
 from __future__ import annotations

@@ -1,8 +1,21 @@
-"""V-STaR "when" and "where" scoring plus the chain summaries AM / LGM (metrics.md §3).
+"""V-STaR scoring as ``V-STaR-Bench/V-STaR`` ``eval.py`` does it (metrics.md §3, docs/PROTOCOLS.md).
 
-The "what" accuracy needs an LLM judge and is outside this module; pass it to
-:func:`vstar_chain_scores`. Thresholds use ``>=``. Spatial keys match as **exact strings** (a
-predicted ``"3.0"`` does not match GT ``3``), the reference's behaviour.
+Quirks reproduced, with the ``eval.py`` line: an item whose ``answer_vqa`` is absent or empty is
+skipped before any score (l.214) but stays in the overall accuracy's denominator ``len(data)``
+(l.339, l.399); "when" answers: falsy -> 0 (l.69), strings read as Python literals (l.75, here by a
+safe parser, :mod:`~stvg_plugin.metrics.literal`), only a list/tuple of two int/float (bool
+included) scores (l.80); IoU ``max(0, min(ends) - max(starts)) / (max(ends) - min(starts))``, 0 if the
+union is <= 0. "Where": an empty answer scores 0 (l.128); the loop runs over the GT box list, so
+duplicate timestamps count twice (l.134); keys are exact strings ``str(timestamp)`` (``"3.0"`` does
+not match ``3``); a GT key absent from the answer scores 0; one box or a list of boxes, best IoU; a
+box of the wrong length scores 0 alone, but a non-number inside zeroes the whole frame (the bare
+``except`` of l.123); an item without GT boxes scores mIoU / AP 0 and is averaged (l.148). "What":
+a judge rating 0-3, ``int(reply)`` else -1; correct = rating >= 2; -1 counts as 0 in the average
+score. AM / LGM per chain (l.378-384); LGM is undefined (None here; the official raises) when a
+mean reaches 1. Per duration / domain the denominator is the rated items (l.400-403). Combined
+rates: rating >= 2, tIoU >= 0.3, mIoU >= 0.1 (l.300-331). Thresholds use ``>=``.
+Where the official raises (a string "where" answer indexed by a key, l.137), the chain scores 0 and
+is counted in ``num_crash_scored_zero``.
 """
 
 from __future__ import annotations
