@@ -115,3 +115,58 @@ def test_ambiguous_file_needs_a_format(tmp_path):
     path.write_text(json.dumps({"something": 1}))
     with pytest.raises(FormatError, match="predictions_format"):
         detect_format(path)
+
+
+def test_vstar_served_judge_rates_answers(tmp_path):
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body["messages"])
+            candidate = body["messages"][1]["content"].split("Candidate answer: ")[1].split("\n")[0]
+            reply = {"choices": [{"message": {"content": "3" if candidate == "A ball." else "zero"}}]}
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        items = [{**VSTAR_ITEM, "answer_vqa": "A ball.", "answer_temporal": [2, 6]},
+                 {**VSTAR_ITEM, "answer_vqa": "A cat.", "answer_temporal": [2, 6]}]  # fmt: skip
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps(items))
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        s = _evaluate(tmp_path, "benchmark=vstar", f"annotations={path}", f"predictions={path}",
+                      f"judge='openai:{url}#judge-model'")  # quoted: a Hydra override value with ':' and '#'  # fmt: skip
+    finally:
+        server.shutdown()
+    # "3" -> correct; "zero" -> int() fails -> -1 (eval.py l.61-64), 0 in the average score
+    assert s["vstar_vqa_accuracy"] == 0.5 and s["vstar_vqa_avg_all_score"] == 1.5
+    assert seen[0][0]["role"] == "system" and "Question: What?\nGroundtruth answer: A ball." in seen[0][1]["content"]
+
+
+def test_vstar_hf_judge_on_a_tiny_checkpoint(tmp_path):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from stvg_plugin.metrics.vstar_judge import make_judge
+    from stvg_plugin.models.prompted import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    cfg = Qwen2Config(vocab_size=((len(tok) + 63) // 64) * 64, hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    Qwen2ForCausalLM(cfg).save_pretrained(tmp_path / "judge")
+    tok.save_pretrained(tmp_path / "judge")
+    judge = make_judge(f"hf:{tmp_path / 'judge'}")
+    rating = judge("What?", "A ball.", "A ball.")
+    assert rating in (-1, 0, 1, 2, 3)  # random weights: whatever it says is read as eval.py reads it

@@ -7,7 +7,8 @@ Keys beyond the data ones (conf/eval/default.yaml): ``protocol``; ``predictions_
 one of :data:`stvg_plugin.formats.PREDICTION_FORMATS`: an official evaluator's own results file is
 read as it is); ``repair`` (the project's box / span repairs, off: official numbers); ``lmms_compat``
 (tvg: lmms-eval's Charades parser and duplicate merging); ``vstar_accuracy`` (V-STaR "what" accuracy
-when the results carry no judge ratings); ``multi_boxes_policy`` (VUE-STG: first / last / union).
+when the results carry no judge ratings); ``judge`` (V-STaR "what" judge: ``hf:<dir>`` or
+``openai:<url>#<model>``); ``multi_boxes_policy`` (VUE-STG: first / last / union).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, requ
 from stvg_plugin.data import write_json, write_jsonl
 from stvg_plugin.formats import PREDICTION_FORMATS, detect_format, read_predictions_file
 from stvg_plugin.metrics import PROTOCOLS, evaluate
+from stvg_plugin.metrics.vstar_judge import make_judge
 
 log = logging.getLogger("stvg.evaluate")
 
@@ -67,6 +69,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         repair=_as_bool(cfg, "repair"),
         vstar_accuracy=float(accuracy) if accuracy is not None else None,
         vue_multi_boxes_policy=cfg.get("multi_boxes_policy") or "first",
+        vstar_judge=make_judge(cfg.judge) if cfg.get("judge") else None,
     )
     summary = dict(result.summary)
     summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions),

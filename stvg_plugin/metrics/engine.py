@@ -176,6 +176,7 @@ def evaluate(
     repair: bool = False,
     vstar_accuracy: float | None = None,
     vue_multi_boxes_policy: str = "first",
+    vstar_judge: Any = None,
 ) -> EvalResult:
     """Score ``predictions`` against ``queries`` with one protocol (``"auto"``: by each query's task).
 
@@ -195,6 +196,9 @@ def evaluate(
     STCAT), the query or frame scores 0 and is counted (``num_missing``, ``num_crash_scored_zero``).
     STCAT / CG-STVG / LLaVA_Next_STVG leave a query without prediction out of their means (their
     loops run over the predictions), so those queries are counted in ``num_missing`` but not averaged.
+    V-STaR: ``vstar_judge(question, gt_answer, candidate) -> 0..3`` rates answers that carry no
+    ``vqa_score`` (:func:`stvg_plugin.metrics.vstar_judge.make_judge`); ``vstar_accuracy`` overrides the
+    accuracy. VUE-STG: ``vue_multi_boxes_policy`` is ``first`` / ``last`` / ``union``.
     """
     _validate(protocol, thresholds, box_fill, vue_multi_boxes_policy)
     # Scoring allocates a few containers per query and no reference cycles; left on, the cyclic GC
@@ -205,7 +209,7 @@ def evaluate(
     try:
         return _evaluate(
             queries, predictions, protocol, thresholds, box_fill, lmms_compat, repair, vstar_accuracy,
-            vue_multi_boxes_policy,
+            vue_multi_boxes_policy, vstar_judge,
         )
     finally:
         if gc_was_enabled:
@@ -214,7 +218,7 @@ def evaluate(
 
 def _evaluate(
     queries, predictions, protocol, thresholds, box_fill, lmms_compat, repair=False, vstar_accuracy=None,
-    vue_multi_boxes_policy="first",
+    vue_multi_boxes_policy="first", vstar_judge=None,
 ) -> EvalResult:
     queries = list(queries)
     index = dict(zip(map(attrgetter("qid"), queries), range(len(queries))))
@@ -256,7 +260,7 @@ def _evaluate(
             groups.setdefault(name, []).append(i)
     stats = BoxRepairStats()
     counters = StvgCounters()
-    other: dict[str, Any] = {"vue_multi_boxes_policy": vue_multi_boxes_policy}
+    other: dict[str, Any] = {"vue_multi_boxes_policy": vue_multi_boxes_policy, "vstar_judge": vstar_judge}
     rows: list[dict | None] = [None] * len(queries)
     for name, idx in groups.items():
         if len(idx) == len(queries):  # one group: idx is every query, in order

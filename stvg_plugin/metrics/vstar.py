@@ -325,7 +325,8 @@ def score_vstar(
     answer scores 0. Chain 1's "when" answer is ``span_s`` if set, else ``extra["answer_temporal"]``.
     Chain 2 (``answer_temporal_2`` / ``answer_spatial_2``) is None for a prediction that has neither
     them nor ``answer_vqa`` (i.e. not from a V-STaR results file, where an absent answer scores 0).
-    ``vqa_score`` (the 0-3 judge rating; -1 unparsable) comes from ``extra["vqa_score"]``.
+    ``vqa_score`` (the 0-3 judge rating; -1 unparsable) comes from ``extra["vqa_score"]``, else from
+    ``other["vstar_judge"]`` (``judge(question, gt answer, answer_vqa)``, :mod:`.vstar_judge`).
     """
     other = other if other is not None else {}
     rows = []
@@ -348,7 +349,12 @@ def score_vstar(
             row = _chain(q, p, gt_boxes, "", other)
             row.update(_chain(q, p, gt_boxes, "_2", other) or _empty_chain("_2", None))
             score = p.extra.get("vqa_score")
-            meta["vqa_score"] = score if isinstance(score, int) and not isinstance(score, bool) else None
+            if not (isinstance(score, int) and not isinstance(score, bool)):
+                score = None
+            judge = other.get("vstar_judge")
+            if score is None and judge is not None and p.extra.get("answer_vqa"):
+                score = judge(q.extra.get("question", ""), q.extra.get("answer", ""), p.extra["answer_vqa"])
+            meta["vqa_score"] = score
             row.update(meta)
         rows.append(row)
     return rows
