@@ -327,3 +327,13 @@ def test_vue_group_summaries():
     # avg area 0.25 -> "10%-30%"; 100 s video -> "1-10min"; 4 GT seconds -> "3-10s"
     assert s["object_size[10%-30%]_t_IoU"] == 1.0 and s["video_duration[1-10min]_num_queries"] == 1
     assert s["gt_duration[3-10s]_v_IoU"] == pytest.approx(1.0)
+
+
+def test_vue_time_bin_and_repair_flag_in_the_table():
+    q = GroundingQuery(qid="v", video="v.mp4", query="x", fps=1.0, num_frames=10, width=1, height=1,
+                       span_frames=(0, 1), extra={"vue_rows": [[0, *A], [900, *A]]})  # fmt: skip
+    p = GroundingPrediction(qid="v", extra={"vue_rows": [[0, *A]]})
+    assert evaluate([q], [p], protocol="vue_stg").per_query[0]["t_IoU"] == 0.5  # 900 ms rounds to second 1
+    res = evaluate([q], [p], protocol="vue_stg", vue_step_ms=2000)  # 2 s bins: 0 and 900 ms both in bin 0
+    assert res.per_query[0]["t_IoU"] == 1.0
+    assert any(line.split()[:2] == ["repair", "False"] for line in res.to_table().splitlines())

@@ -8,7 +8,8 @@ one of :data:`stvg_plugin.formats.PREDICTION_FORMATS`: an official evaluator's o
 read as it is); ``repair`` (the project's box / span repairs, off: official numbers); ``lmms_compat``
 (tvg: lmms-eval's Charades parser and duplicate merging); ``vstar_accuracy`` (V-STaR "what" accuracy
 when the results carry no judge ratings); ``judge`` (V-STaR "what" judge: ``hf:<dir>`` or
-``openai:<url>#<model>``); ``multi_boxes_policy`` (VUE-STG: first / last / union).
+``openai:<url>#<model>``); ``multi_boxes_policy`` (VUE-STG: first / last / union) and ``vue_step_ms``
+(its time bin, 1000 as officially).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         vstar_accuracy=float(accuracy) if accuracy is not None else None,
         vue_multi_boxes_policy=cfg.get("multi_boxes_policy") or "first",
         vstar_judge=make_judge(cfg.judge) if cfg.get("judge") else None,
+        vue_step_ms=int(cfg.get("vue_step_ms") or 1000),
     )
     summary = dict(result.summary)
     summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions),

@@ -81,7 +81,11 @@ class EvalResult:
         lines = [f"{'metric':<32} {'value':>10} {'x100':>9}", "-" * 53]
         counts = []
         for key, val in self.summary.items():
-            if key.startswith(("num_", "boxes_")) or key.endswith("num_queries") or key in ("protocol", "unknown_qids"):
+            if (
+                key.startswith(("num_", "boxes_"))
+                or key.endswith(("num_queries", "num_rated"))
+                or key in ("protocol", "unknown_qids", "repair")
+            ):
                 counts.append((key, val))
             elif key.endswith("_percent"):
                 continue
@@ -140,9 +144,14 @@ def _compact(p: GroundingPrediction, name: str, q: GroundingQuery, parse_text: b
     )
 
 
-def _validate(protocol: str, thresholds: Sequence[float], box_fill: str, vue_multi_boxes_policy: str = "first") -> None:
+def _validate(
+    protocol: str, thresholds: Sequence[float], box_fill: str, vue_multi_boxes_policy: str = "first",
+    vue_step_ms: int = 1000,
+) -> None:
     if protocol != AUTO and protocol not in PROTOCOLS:
         raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+    if not (isinstance(vue_step_ms, int) and vue_step_ms > 0):
+        raise MetricsError(f"vue_step_ms must be a positive integer, got {vue_step_ms!r}")
     if vue_multi_boxes_policy not in VUE_POLICIES:
         raise MetricsError(f"multi_boxes_policy must be one of {VUE_POLICIES}, got {vue_multi_boxes_policy!r}")
     if box_fill not in BOX_FILLS:
@@ -177,6 +186,7 @@ def evaluate(
     vstar_accuracy: float | None = None,
     vue_multi_boxes_policy: str = "first",
     vstar_judge: Any = None,
+    vue_step_ms: int = 1000,
 ) -> EvalResult:
     """Score ``predictions`` against ``queries`` with one protocol (``"auto"``: by each query's task).
 
@@ -198,9 +208,9 @@ def evaluate(
     loops run over the predictions), so those queries are counted in ``num_missing`` but not averaged.
     V-STaR: ``vstar_judge(question, gt_answer, candidate) -> 0..3`` rates answers that carry no
     ``vqa_score`` (:func:`stvg_plugin.metrics.vstar_judge.make_judge`); ``vstar_accuracy`` overrides the
-    accuracy. VUE-STG: ``vue_multi_boxes_policy`` is ``first`` / ``last`` / ``union``.
+    accuracy. VUE-STG: ``vue_multi_boxes_policy`` is ``first`` / ``last`` / ``union``; ``vue_step_ms`` the time bin.
     """
-    _validate(protocol, thresholds, box_fill, vue_multi_boxes_policy)
+    _validate(protocol, thresholds, box_fill, vue_multi_boxes_policy, vue_step_ms)
     # Scoring allocates a few containers per query and no reference cycles; left on, the cyclic GC
     # keeps re-walking the caller's queries and box dicts (~20 % of the time at 10k queries).
     # Reference counting still frees everything as usual; the collector's state is restored after.
@@ -209,7 +219,7 @@ def evaluate(
     try:
         return _evaluate(
             queries, predictions, protocol, thresholds, box_fill, lmms_compat, repair, vstar_accuracy,
-            vue_multi_boxes_policy, vstar_judge,
+            vue_multi_boxes_policy, vstar_judge, vue_step_ms,
         )
     finally:
         if gc_was_enabled:
@@ -218,7 +228,7 @@ def evaluate(
 
 def _evaluate(
     queries, predictions, protocol, thresholds, box_fill, lmms_compat, repair=False, vstar_accuracy=None,
-    vue_multi_boxes_policy="first", vstar_judge=None,
+    vue_multi_boxes_policy="first", vstar_judge=None, vue_step_ms=1000,
 ) -> EvalResult:
     queries = list(queries)
     index = dict(zip(map(attrgetter("qid"), queries), range(len(queries))))
@@ -260,7 +270,9 @@ def _evaluate(
             groups.setdefault(name, []).append(i)
     stats = BoxRepairStats()
     counters = StvgCounters()
-    other: dict[str, Any] = {"vue_multi_boxes_policy": vue_multi_boxes_policy, "vstar_judge": vstar_judge}
+    other: dict[str, Any] = {
+        "vue_multi_boxes_policy": vue_multi_boxes_policy, "vstar_judge": vstar_judge, "vue_step_ms": vue_step_ms,
+    }
     rows: list[dict | None] = [None] * len(queries)
     for name, idx in groups.items():
         if len(idx) == len(queries):  # one group: idx is every query, in order

@@ -65,13 +65,17 @@ def _sanitize(box: Sequence[float]) -> tuple[float, float, float, float]:
     return tuple(max(0.0, min(1.0, v)) for v in (x0, y0, x1, y1))  # type: ignore[return-value]
 
 
-def build_tube(rows: Iterable[tuple[int, Sequence[float]]]) -> dict[int, list[tuple[float, float, float, float]]]:
-    """``(time_ms, box)`` rows in file order -> ``{quantised ms: [sanitised boxes in row order]}``."""
+def build_tube(
+    rows: Iterable[tuple[int, Sequence[float]]], step_ms: int = VUE_STEP_MS
+) -> dict[int, list[tuple[float, float, float, float]]]:
+    """``(time_ms, box)`` rows in file order -> ``{quantised ms: [sanitised boxes in row order]}``.
+
+    ``step_ms`` is the official evaluator's time bin (``SpatioTemporalEvaluator(step_ms=1000)``)."""
     slices: dict[int, list] = {}
     for time_ms, box in rows:
         if len(box) != 4 or any(math.isnan(float(v)) for v in box):
             continue  # the official CSV reader drops rows with a NaN field
-        slices.setdefault(quantize_ms(int(time_ms)), []).append(_sanitize(box))
+        slices.setdefault(quantize_ms(int(time_ms), step_ms), []).append(_sanitize(box))
     return slices
 
 
@@ -203,18 +207,21 @@ def score_vue_stg(
     policy: str = "first",
     other: dict | None = None,
 ) -> list[dict]:
-    """Per-query VUE-STG rows plus ``avg_area`` / ``gt_length`` / ``video_length`` and their groups."""
+    """Per-query VUE-STG rows plus ``avg_area`` / ``gt_length`` / ``video_length`` and their groups.
+
+    ``other["vue_step_ms"]`` sets the time bin (default 1000 ms, the official setting)."""
     other = other if other is not None else {}
+    step = int(other.get("vue_step_ms") or VUE_STEP_MS)
     rows = []
     for q, p in zip(queries, preds):
         if not q.fps:
             raise AnnotationError("vue_stg query needs a positive fps", entry=f"qid {q.qid}")
         gt_rows = _native_rows(q.extra)
-        gt = build_tube(gt_rows if gt_rows is not None else _rows_of(q.boxes, q))
+        gt = build_tube(gt_rows if gt_rows is not None else _rows_of(q.boxes, q), step)
         pred_rows = _native_rows(p.extra) if p is not None else None
         if pred_rows is None:
             pred_rows = _rows_of(p.boxes, q) if p is not None and p.boxes else []
-        pred = build_tube(pred_rows)
+        pred = build_tube(pred_rows, step)
         try:
             row: dict[str, Any] = compare_tubes(gt, pred, policy)
         except ValueError:
