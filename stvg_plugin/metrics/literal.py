@@ -24,12 +24,13 @@ import re
 import sys
 from typing import Any
 
-_NUMBER = re.compile(
-    r"""
+_DIGITS = r"\d(?:_?\d)*"
+_NUMBER = re.compile(  # one left-to-right pass, no backtracking over long digit runs
+    rf"""
     (?:
         0[xX](?:_?[0-9a-fA-F])+ | 0[oO](?:_?[0-7])+ | 0[bB](?:_?[01])+        # prefixed ints
-      | (?: (?:\d(?:_?\d)*)? \. \d(?:_?\d)* | \d(?:_?\d)* \.? )               # digits, point, digits
-        (?: [eE][+-]?\d(?:_?\d)* )?
+      | {_DIGITS} (?: \. (?:{_DIGITS})? )? (?: [eE][+-]?{_DIGITS} )?          # 1, 1., 1.5, 1e5, 1.5e5
+      | \. {_DIGITS} (?: [eE][+-]?{_DIGITS} )?                               # .5, .5e5
     )
     (?P<imag>[jJ])?
     """,
