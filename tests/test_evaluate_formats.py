@@ -108,6 +108,10 @@ def test_vue_stg_csvs(tmp_path):
     row = evaluate(qs, preds, protocol="vue_stg").per_query[0]
     # second 0: first row (400 ms) is exact; second 1: swapped corners sanitised to (0, 0, .5, .5), exact
     assert row["t_IoU"] == 1.0 and row["v_IoU"] == pytest.approx(1.0)
+    s = _evaluate(tmp_path, "benchmark=vue_stg", f"annotations={tmp_path / 'tubes.csv'}", f"predictions={pred}",
+                  "multi_boxes_policy=last")  # fmt: skip
+    # "last": second 0 scores the 100 ms row (IoU 0.5) -> v_IoU (0.5 + 1) / 2
+    assert s["protocol"] == "vue_stg" and s["predictions_format"] == "vue_stg" and s["v_IoU"] == pytest.approx(0.75)
 
 
 def test_ambiguous_file_needs_a_format(tmp_path):

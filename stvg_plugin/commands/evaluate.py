@@ -23,12 +23,14 @@ from stvg_plugin.adapters import default_protocol
 from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
 from stvg_plugin.data import write_json, write_jsonl
 from stvg_plugin.formats import PREDICTION_FORMATS, detect_format, read_predictions_file
+from stvg_plugin.formats.vue_stg_csv import read_vue_stg_benchmark
 from stvg_plugin.metrics import PROTOCOLS, evaluate
 from stvg_plugin.metrics.vstar_judge import make_judge
 
 log = logging.getLogger("stvg.evaluate")
 
 MAX_LISTED = 20  # errored queries named in the printed summary
+VUE_STG_BENCHMARK = "vue_stg"  # benchmark=vue_stg annotations=<.../tubes.csv>: read by stvg_plugin.formats
 
 
 def _as_bool(cfg: DictConfig, key: str) -> bool:
@@ -52,8 +54,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         # every item is a query: the scorer skips empty answer_vqa items itself and counts them in
         # the accuracy's denominator, as eval.py does
         cfg.benchmark_kwargs = {**(cfg.get("benchmark_kwargs") or {}), "require_answer_vqa": False}
-    queries = load_queries_from_cfg(cfg)
-    protocol = cfg.get("protocol") or default_protocol(cfg.benchmark)
+    if cfg.benchmark == VUE_STG_BENCHMARK:  # the VUE-STG CSVs (video.csv, query.csv, tubes.csv)
+        queries = read_vue_stg_benchmark(require_path(cfg, "annotations"))
+        protocol = cfg.get("protocol") or "vue_stg"
+    else:
+        queries = load_queries_from_cfg(cfg)
+        protocol = cfg.get("protocol") or default_protocol(cfg.benchmark)
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
     thresholds = tuple(float(t) for t in cfg.get("thresholds") or (0.3, 0.5))

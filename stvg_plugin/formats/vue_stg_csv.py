@@ -53,9 +53,14 @@ def read_vue_stg_predictions(path: str | os.PathLike) -> Iterator[GroundingPredi
 
 def read_vue_stg_benchmark(root: str | os.PathLike, fps: float = 1.0) -> list[GroundingQuery]:
     """``video.csv`` + ``query.csv`` + ``tubes.csv`` -> one query per GT tube (``extra["vue_rows"]``,
-    ``extra["video_duration"]``). Boxes stay in ``vue_rows`` (normalised, seconds-based); ``fps`` only
-    serves the frame fields the data model needs."""
+    ``extra["video_duration"]``). ``root`` is their folder or the ``tubes.csv`` in it. Boxes stay in
+    ``vue_rows`` (normalised, seconds-based); ``fps`` only serves the frame fields the data model needs."""
     root = Path(root)
+    if root.is_file():
+        root = root.parent
+    for name in ("video.csv", "query.csv", "tubes.csv"):
+        if not (root / name).is_file():
+            raise AnnotationError(f"VUE-STG benchmark file {name} not found", root / name)
     with open(root / "video.csv", newline="", encoding="utf-8") as fh:
         durations = {r["video_id"]: float(r["video_duration"]) for r in csv.DictReader(fh)}
     with open(root / "query.csv", newline="", encoding="utf-8") as fh:
