@@ -40,7 +40,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLANK = re.compile(r"[ \t\f]*")
 _COMMENT = re.compile(r"#[^\r\n]*")
 _MAX_DEPTH = 199  # CPython's tokenizer: "too many nested parentheses" at 200 levels
-_REJECT = object()
+_LINE = re.compile(r"[^\r\n]*(\r\n|\r|\n)?")
 
 
 class _Reject(Exception):
@@ -121,19 +121,16 @@ class _Tokens:
 
 
 def _only_blank_lines(text: str, pos: int) -> bool:
-    """After the expression: only newlines, blank and comment lines (an indented blank last line is an error)."""
-    for line in re.split(r"\r\n|\r|\n", text[pos:])[1:]:
+    """After the expression: only newlines, blank and comment lines. An indented blank line that ends the
+    text without a newline is an IndentationError for the tokenizer, so it rules the answer out."""
+    lines = re.split(r"\r\n|\r|\n", text[pos:])[1:]
+    for i, line in enumerate(lines):
         stripped = line.lstrip(" \t\f")
         if stripped and not stripped.startswith("#"):
             return False
-        if not stripped and line and line is not None and _is_last(text, line):
+        if not stripped and line and i == len(lines) - 1:
             return False
     return True
-
-
-def _is_last(text: str, line: str) -> bool:
-    """Whether ``line`` (blank, indented) is the unterminated last line: the tokenizer rejects that."""
-    return text.endswith(line) and not text.endswith(("\n", "\r"))
 
 
 def _leading_ok(text: str) -> int:
@@ -142,7 +139,7 @@ def _leading_ok(text: str) -> int:
     pos = len(text) - len(text.lstrip(" \t"))
     first = True
     while True:
-        m = re.compile(r"[^\r\n]*(\r\n|\r|\n)?").match(text, pos)
+        m = _LINE.match(text, pos)
         line = m.group(0)
         body = line.rstrip("\r\n")
         content = body.lstrip(" \t\f")
