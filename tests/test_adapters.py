@@ -197,7 +197,7 @@ def test_hcstvg_v2_fields_video_parts_and_search(tmp_path):
     [
         ({"bbox": [[1, 2, 3]]}, "bbox[0] must have 4 numbers"),
         ({"bbox": []}, "bbox is empty"),
-        ({"st_frame": 0}, "st_frame must be >= 1"),
+        ({"st_frame": -1}, "st_frame must be >= 0"),
         ({"st_frame": "five"}, "st_frame must be a number"),
         ({"img_num": None}, "missing field 'img_num'"),
         ({"caption": None}, "missing field 'caption' or 'English'"),

@@ -228,8 +228,9 @@ def test_missing_unknown_duplicate_error_and_box_repairs_are_counted():
         GroundingPrediction(qid="ghost", span_frames=(10, 20)),
         {"qid": "q1", "span_frames": [10, 20], "error": "video could not be decoded", "parse_failed": True},
     ]
-    res = evaluate(qs, iter(ps))
+    res = evaluate(qs, iter(ps), repair=True)  # the project's box repairs are opt-in (issue 15)
     s = res.summary
+    assert s["repair"] is True
     assert s["num_missing"] == 1 and s["num_unknown_qids"] == 1 and s["unknown_qids"] == ["ghost"]
     assert s["num_duplicate_predictions"] == 1 and s["num_errors"] == 1 and s["num_parse_failed"] == 1
     assert (s["boxes_swapped_corners"], s["boxes_rejected_nan"], s["boxes_rejected_empty"]) == (1, 1, 1)

@@ -49,7 +49,9 @@ def test_huge_or_negative_span_s_scores_sanely_without_warnings(protocol: str, s
         assert 0.0 <= row[key] <= 1.0, (key, row[key])
     p0, p1 = row["pred_span"]
     assert 0 <= p0 <= p1 <= 2**62 + 2  # never wrapped around to a negative int64
-    if span_s[0] >= 1e300 or span_s[1] <= -1e300:  # entirely after / before the video
+    # entirely after / before the video; eval_hcvg (official_hcstvg) scores the predicted boxes on the GT
+    # frames whatever the predicted span says (HC-STVG eval_hcvg.py: `for frame_id in gt_v['bbox']`)
+    if (span_s[0] >= 1e300 or span_s[1] <= -1e300) and protocol != "official_hcstvg":
         assert row["tIoU"] == 0.0 and row["vIoU"] == 0.0
 
 

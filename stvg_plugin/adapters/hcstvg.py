@@ -91,9 +91,10 @@ def _parse_entry(key: str, entry: Any, version: int, resolve: VideoResolver) -> 
         height = as_positive(field(entry, "height"), "height")
     caption = as_str(field(entry, "caption", "English"), "caption")
     st_frame = as_int(field(entry, "st_frame"), "st_frame")
-    if st_frame < 1:
-        # Unconfirmed whether real files hold 0; the README says 1-based, so 0 is treated as an error.
-        raise AnnotationError(f"st_frame must be >= 1 (1-based), got {st_frame}")
+    if st_frame < 0:
+        # The README says 1-based, but TubeDETR's loader scores st_frame 0 (it reads st_frame as a 0-based
+        # index), so 0 is accepted: its 0-based frame is -1, which only TubeDETR's +1 shift brings to 0.
+        raise AnnotationError(f"st_frame must be >= 0, got {st_frame}")
     bbox = as_list(field(entry, "bbox"), "bbox")
     if not bbox:
         raise AnnotationError("bbox is empty (no tube)")

@@ -71,7 +71,7 @@ def read_vstar(
     runner = EntryRunner(annotations, on_error, skipped)
     out = []
     for index, item in enumerate(raw):
-        if require_answer_vqa and isinstance(item, Mapping) and item.get(SKIP_FIELD) is None:
+        if require_answer_vqa and isinstance(item, Mapping) and not item.get(SKIP_FIELD):  # eval.py: falsy skips
             runner.skip(f"index {index}", f"no '{SKIP_FIELD}' (the V-STaR evaluator skips such items)")
             continue
         q = runner.run(f"index {index}", _parse_item, index, item, resolve)
@@ -94,13 +94,15 @@ def _parse_item(index: int, item: Any, resolve: VideoResolver) -> GroundingQuery
     if t1 < t0:
         raise AnnotationError(f"timestamps end {t1} < start {t0}")
     span = seconds_to_span(t0, t1, fps, frame_count)
-    boxes, box_times = _boxes(as_list(item.get("bboxes") or [], "bboxes"))
+    boxes, box_times, gt_list = _boxes(as_list(item.get("bboxes") or [], "bboxes"))
     extra: dict[str, Any] = {
         "domain": as_str(item["domain"], "domain") if item.get("domain") is not None else None,
         "duration_bucket": duration_bucket(frame_count, fps),
         "box_timestamps": box_times,
         # what stvg_plugin.metrics.vstar reads: GT boxes under the scorer's own str(timestamp) keys
         "boxes_by_time": {str(box_times[str(f)]): boxes[f] for f in sorted(boxes)},
+        # ... and as eval.py iterates them: (str(timestamp), xyxy) in file order, duplicate timestamps kept
+        "vstar_gt_boxes": gt_list,
     }
     for name in TEXT_FIELDS:
         if item.get(name) is not None:
@@ -122,10 +124,11 @@ def _parse_item(index: int, item: Any, resolve: VideoResolver) -> GroundingQuery
     ))
 
 
-def _boxes(raw: list) -> tuple[dict[int, list[float]], dict[str, int | float | str]]:
-    """Both bbox layouts -> ({frame: xyxy}, {"<frame>": native timestamp})."""
+def _boxes(raw: list) -> tuple[dict[int, list[float]], dict[str, int | float | str], list]:
+    """Both bbox layouts -> ({frame: xyxy}, {"<frame>": native timestamp}, [[str(timestamp), xyxy], ...])."""
     boxes: dict[int, list[float]] = {}
     times: dict[str, int | float | str] = {}
+    listed: list = []
     for i, rec in enumerate(raw):
         rec = as_mapping(rec, f"bboxes[{i}]")
         if "frame_index" in rec or "timestamp" in rec:
@@ -143,7 +146,8 @@ def _boxes(raw: list) -> tuple[dict[int, list[float]], dict[str, int | float | s
             corners = as_mapping(corners, f"bboxes[{i}]")
             boxes[frame] = [as_float(field(corners, c), f"bboxes[{i}].{c}") for c in CORNERS]
             times[str(frame)] = stamp
-    return boxes, times
+            listed.append([str(stamp), boxes[frame]])
+    return boxes, times, listed
 
 
 def _timestamp_value(raw: Any, what: str) -> int | float | str:

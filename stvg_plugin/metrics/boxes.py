@@ -221,22 +221,28 @@ class RaggedBoxes:
         frame_shift: Sequence[int] | None = None,
         sanitize: bool = False,
         stats: BoxRepairStats | None = None,
+        drop_non_finite: bool = False,
     ) -> RaggedBoxes:
         """Flatten one ``{frame: box}`` dict per query (``None`` = no boxes); optionally sanitise.
 
         ``frame_shift[q]`` is added to query q's frame keys (TubeDETR's HC-STVG off-by-one).
         Malformed entries (not 4 numbers) are rejected like NaN boxes when ``sanitize`` is set.
+        ``drop_non_finite`` without ``sanitize``: boxes are kept as given (swapped corners, zero area)
+        except malformed or non-finite ones, which cannot be filled from (the fill modes' need).
         """
         nq = len(dicts)
         sizes = np.fromiter((len(d) if d else 0 for d in dicts), dtype=np.int64, count=nq)
         total = int(sizes.sum())
         qidx = np.repeat(np.arange(nq, dtype=np.int64), sizes)
         frames = np.fromiter((int(k) for d in dicts if d for k in d), dtype=np.int64, count=total)
-        boxes = _stack_boxes([v for d in dicts if d for v in d.values()], sanitize, stats)
+        boxes = _stack_boxes([v for d in dicts if d for v in d.values()], sanitize or drop_non_finite, stats)
         if frame_shift is not None:
             frames = frames + np.asarray(frame_shift, dtype=np.int64)[qidx]
         if sanitize:
             boxes, valid = sanitize_box_array(boxes, stats)
+            qidx, frames, boxes = qidx[valid], frames[valid], boxes[valid]
+        elif drop_non_finite:
+            valid = np.isfinite(boxes).all(axis=1)
             qidx, frames, boxes = qidx[valid], frames[valid], boxes[valid]
         return cls(qidx, frames, boxes, nq)
 

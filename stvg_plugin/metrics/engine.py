@@ -24,8 +24,8 @@ from stvg_plugin.metrics.rec import REC_THRESHOLDS, score_rec
 from stvg_plugin.metrics.rows import row_tail
 from stvg_plugin.metrics.stvg import STVG_SPECS, StvgCounters, score_stvg
 from stvg_plugin.metrics.temporal import TVG_THRESHOLDS, score_tvg
-from stvg_plugin.metrics.vstar import VSTAR_AP_THRESHOLDS, VSTAR_TIOU_THRESHOLDS, score_vstar
-from stvg_plugin.metrics.vue_stg import VUE_METRICS, score_vue_stg
+from stvg_plugin.metrics.vstar import VSTAR_AP_THRESHOLDS, VSTAR_TIOU_THRESHOLDS, score_vstar, vstar_report
+from stvg_plugin.metrics.vue_stg import VUE_METRICS, VUE_POLICIES, score_vue_stg, vue_group_summary
 from stvg_plugin.util.box_ops import BoxRepairStats
 
 PROTOCOLS = ("tubedetr", "official_hcstvg", "stcat", "cg_stvg", "llava_next_stvg", "vue_stg", "vstar", "tvg", "rec")
@@ -34,7 +34,11 @@ TASK_PROTOCOL = {"stvg": "tubedetr", "tvg": "tvg", "rec": "rec"}
 _PROTOCOL_TASKS = {name: ("stvg",) for name in PROTOCOLS}
 _PROTOCOL_TASKS.update({"tvg": ("tvg", "stvg"), "vstar": ("stvg", "tvg"), "rec": ("rec",)})
 _MAX_LISTED_QIDS = 20
-_VSTAR_EXTRA = ("boxes_by_time", "answer_temporal")  # the prediction extras score_vstar reads
+_VSTAR_EXTRA = (  # the prediction extras score_vstar reads
+    "boxes_by_time", "answer_temporal", "answer_spatial", "answer_temporal_2", "answer_spatial_2", "answer_vqa",
+    "vqa_score",
+)
+_SKIP_MISSING = ("stcat", "cg_stvg", "llava_next_stvg")  # protocols whose means leave out queries without prediction
 
 
 class MetricsError(StvgError, ValueError):
@@ -51,13 +55,18 @@ def metric_names(protocol: str, thresholds: Sequence[float] = (0.3, 0.5)) -> lis
     if protocol == "tvg":
         return [("tIoU", "mIoU")] + [(f"R1@{t}", f"R1@{t}") for t in TVG_THRESHOLDS]
     if protocol == "vstar":
-        names = [("tIoU", "m_tIoU")] + [(f"R1@{t}", f"R1@{t}") for t in VSTAR_TIOU_THRESHOLDS]
-        return names + [("vIoU", "m_vIoU")] + [(f"AP@{m}", f"AP@{m}") for m in VSTAR_AP_THRESHOLDS]
+        return _vstar_names("")
     if protocol == "vue_stg":
         return [(k, k) for k in VUE_METRICS]
     if protocol == "rec":
         return [("IoU", "mIoU")] + [(f"ACC@{t}", f"ACC@{t}") for t in REC_THRESHOLDS] + [("Center_ACC", "Center_ACC")]
     raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+
+
+def _vstar_names(chain: str) -> list[tuple[str, str]]:
+    """V-STaR chain 1 (``""``) or chain 2 (``"_2"``) metric names."""
+    names = [(f"tIoU{chain}", f"m_tIoU{chain}")] + [(f"R1{chain}@{t}",) * 2 for t in VSTAR_TIOU_THRESHOLDS]
+    return names + [(f"vIoU{chain}", f"m_vIoU{chain}")] + [(f"AP{chain}@{m}",) * 2 for m in VSTAR_AP_THRESHOLDS]
 
 
 @dataclass
@@ -72,7 +81,11 @@ class EvalResult:
         lines = [f"{'metric':<32} {'value':>10} {'x100':>9}", "-" * 53]
         counts = []
         for key, val in self.summary.items():
-            if key.startswith(("num_", "boxes_")) or key.endswith("num_queries") or key in ("protocol", "unknown_qids"):
+            if (
+                key.startswith(("num_", "boxes_"))
+                or key.endswith(("num_queries", "num_rated"))
+                or key in ("protocol", "unknown_qids", "repair")
+            ):
                 counts.append((key, val))
             elif key.endswith("_percent"):
                 continue
@@ -115,7 +128,8 @@ def _compact(p: GroundingPrediction, name: str, q: GroundingQuery, parse_text: b
         if not keep:
             text = None
     if extra:
-        extra = {k: extra[k] for k in _VSTAR_EXTRA if k in extra} if name == "vstar" else {}
+        keep_extra = _VSTAR_EXTRA if name == "vstar" else ("vue_rows",) if name == "vue_stg" else ()
+        extra = {k: extra[k] for k in keep_extra if k in extra}
     return GroundingPrediction(
         qid=p.qid,
         span_frames=p.span_frames,
@@ -130,9 +144,16 @@ def _compact(p: GroundingPrediction, name: str, q: GroundingQuery, parse_text: b
     )
 
 
-def _validate(protocol: str, thresholds: Sequence[float], box_fill: str) -> None:
+def _validate(
+    protocol: str, thresholds: Sequence[float], box_fill: str, vue_multi_boxes_policy: str = "first",
+    vue_step_ms: int = 1000,
+) -> None:
     if protocol != AUTO and protocol not in PROTOCOLS:
         raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+    if not (isinstance(vue_step_ms, int) and vue_step_ms > 0):
+        raise MetricsError(f"vue_step_ms must be a positive integer, got {vue_step_ms!r}")
+    if vue_multi_boxes_policy not in VUE_POLICIES:
+        raise MetricsError(f"multi_boxes_policy must be one of {VUE_POLICIES}, got {vue_multi_boxes_policy!r}")
     if box_fill not in BOX_FILLS:
         raise MetricsError(f"box_fill must be one of {BOX_FILLS}, got {box_fill!r}")
     for t in thresholds:
@@ -161,6 +182,11 @@ def evaluate(
     thresholds: Sequence[float] = (0.3, 0.5),
     box_fill: str = "none",
     lmms_compat: bool = False,
+    repair: bool = False,
+    vstar_accuracy: float | None = None,
+    vue_multi_boxes_policy: str = "first",
+    vstar_judge: Any = None,
+    vue_step_ms: int = 1000,
 ) -> EvalResult:
     """Score ``predictions`` against ``queries`` with one protocol (``"auto"``: by each query's task).
 
@@ -170,21 +196,40 @@ def evaluate(
     TubeDETR). ``lmms_compat`` (tvg only): parse ``raw_text`` with lmms-eval's Charades parser and
     merge queries with the same (video, caption, GT span) as lmms-eval's submission dict does (last
     one wins) - then the summary is no longer the plain mean of ``per_query``.
+
+    Every protocol reproduces its official evaluator on any input that evaluator accepts, quirks
+    included (docs/PROTOCOLS.md). ``repair`` (off by default, reported in the summary as ``repair``)
+    turns on the project's own fixes, which no official evaluator applies: predicted boxes with
+    swapped corners are put in order and NaN / zero-area ones rejected (counted in ``boxes_*``), and
+    reversed predicted frame spans are swapped (``num_repaired_spans``). The one deliberate
+    difference from the officials: where one crashes (a missing prediction or frame in TubeDETR /
+    STCAT), the query or frame scores 0 and is counted (``num_missing``, ``num_crash_scored_zero``).
+    STCAT / CG-STVG / LLaVA_Next_STVG leave a query without prediction out of their means (their
+    loops run over the predictions), so those queries are counted in ``num_missing`` but not averaged.
+    V-STaR: ``vstar_judge(question, gt_answer, candidate) -> 0..3`` rates answers that carry no
+    ``vqa_score`` (:func:`stvg_plugin.metrics.vstar_judge.make_judge`); ``vstar_accuracy`` overrides the
+    accuracy. VUE-STG: ``vue_multi_boxes_policy`` is ``first`` / ``last`` / ``union``; ``vue_step_ms`` the time bin.
     """
-    _validate(protocol, thresholds, box_fill)
+    _validate(protocol, thresholds, box_fill, vue_multi_boxes_policy, vue_step_ms)
     # Scoring allocates a few containers per query and no reference cycles; left on, the cyclic GC
     # keeps re-walking the caller's queries and box dicts (~20 % of the time at 10k queries).
     # Reference counting still frees everything as usual; the collector's state is restored after.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
+        return _evaluate(
+            queries, predictions, protocol, thresholds, box_fill, lmms_compat, repair, vstar_accuracy,
+            vue_multi_boxes_policy, vstar_judge, vue_step_ms,
+        )
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat) -> EvalResult:
+def _evaluate(
+    queries, predictions, protocol, thresholds, box_fill, lmms_compat, repair=False, vstar_accuracy=None,
+    vue_multi_boxes_policy="first", vstar_judge=None, vue_step_ms=1000,
+) -> EvalResult:
     queries = list(queries)
     index = dict(zip(map(attrgetter("qid"), queries), range(len(queries))))
     if len(index) != len(queries):  # name the first duplicate
@@ -225,14 +270,17 @@ def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
             groups.setdefault(name, []).append(i)
     stats = BoxRepairStats()
     counters = StvgCounters()
-    other: dict[str, int] = {}
+    other: dict[str, Any] = {
+        "vue_multi_boxes_policy": vue_multi_boxes_policy, "vstar_judge": vstar_judge, "vue_step_ms": vue_step_ms,
+    }
     rows: list[dict | None] = [None] * len(queries)
     for name, idx in groups.items():
         if len(idx) == len(queries):  # one group: idx is every query, in order
-            rows = _score_group(name, queries, preds, thresholds, box_fill, lmms_compat, stats, counters, other)
+            rows = _score_group(name, queries, preds, thresholds, box_fill, lmms_compat, stats, counters, other, repair)
             continue
         qs, ps = [queries[i] for i in idx], [preds[i] for i in idx]
-        for i, r in zip(idx, _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other)):
+        scored = _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other, repair)
+        for i, r in zip(idx, scored):
             rows[i] = r
 
     if len(groups) == 1 and names[0] in STVG_SPECS:
@@ -250,10 +298,16 @@ def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
     merged = 0
     for name, idx in groups.items():
         prefix = f"{name}_" if len(groups) > 1 else ""
-        chosen = _summary_rows(name, idx, queries, lmms_compat)
+        chosen = _summary_rows(name, idx, queries, lmms_compat, preds, per_query)
         merged += len(idx) - len(chosen)
         chosen_rows = per_query if len(chosen) == len(per_query) else [per_query[i] for i in chosen]
         summary.update(_summarise(name, chosen_rows, thresholds, prefix))
+        if name == "vue_stg":
+            group_rows = per_query if len(idx) == len(per_query) else [per_query[i] for i in idx]
+            summary.update({prefix + k: v for k, v in vue_group_summary(group_rows).items()})
+        if name == "vstar":
+            group_rows = per_query if len(idx) == len(per_query) else [per_query[i] for i in idx]
+            summary.update({prefix + k: v for k, v in vstar_report(group_rows, vstar_accuracy).items()})
     num_nan = counters.nan_queries + other.get("nan", 0)
     summary.update(
         {
@@ -266,9 +320,16 @@ def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
             "num_errors": list(map(is_not, map(itemgetter("error"), per_query), repeat(None))).count(True),
             "num_no_span": counters.no_span,
             "num_gt_frames_without_box": counters.gt_frames_without_box,
+            "num_reversed_spans": counters.reversed_spans,
+            "num_crash_scored_zero": other.get("crash", 0),
+            "repair": bool(repair),
             **stats.as_dict(),
         }
     )
+    if repair:
+        summary["num_repaired_spans"] = counters.repaired_spans
+    if other.get("vstar_skipped"):
+        summary["num_vstar_skipped_no_answer_vqa"] = other["vstar_skipped"]
     if lmms_compat:
         summary["num_merged_duplicate_keys"] = merged
     for key, val in list(summary.items()):
@@ -279,20 +340,31 @@ def _evaluate(queries, predictions, protocol, thresholds, box_fill, lmms_compat)
     return EvalResult(summary=summary, per_query=per_query)
 
 
-def _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other) -> list[dict]:
+def _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other, repair=False) -> list[dict]:
     if name in STVG_SPECS:
-        return score_stvg(qs, ps, STVG_SPECS[name], thresholds, box_fill, stats, counters)
+        return score_stvg(qs, ps, STVG_SPECS[name], thresholds, box_fill, stats, counters, repair)
     if name == "tvg":
         return score_tvg(qs, ps, parse_text=lmms_compat)
     if name == "vstar":
-        return score_vstar(qs, ps)
+        return score_vstar(qs, ps, other)
     if name == "vue_stg":
-        return score_vue_stg(qs, ps)
+        return score_vue_stg(qs, ps, other.get("vue_multi_boxes_policy", "first"), other)
     return score_rec(qs, ps, stats, other)
 
 
-def _summary_rows(name: str, idx: list[int], queries: Sequence[GroundingQuery], lmms_compat: bool) -> list[int]:
-    """Rows the summary averages; lmms-eval's tvg keys ``video>>>caption>>>span`` collapse duplicates."""
+def _summary_rows(name: str, idx: list[int], queries: Sequence[GroundingQuery], lmms_compat: bool,
+                  preds: Sequence[GroundingPrediction | None] = (), rows: Sequence[dict] = ()) -> list[int]:
+    """Rows the summary averages.
+
+    lmms-eval's tvg keys ``video>>>caption>>>span`` collapse duplicates; STCAT / CG-STVG /
+    LLaVA_Next_STVG loop over the predictions (``for video_id in video_predictions``, their
+    ``hcstvg_eval.py`` / ``vidstg_eval.py``), so a query without one is not averaged; V-STaR's
+    ``eval.py`` ``continue``s past an item with an empty ``answer_vqa`` before any score.
+    """
+    if name in _SKIP_MISSING and preds:
+        return [i for i in idx if preds[i] is not None]
+    if name == "vstar" and rows:
+        return [i for i in idx if not rows[i].get("skipped")]
     if not (lmms_compat and name == "tvg"):
         return idx
     last: dict[tuple, int] = {}
@@ -308,6 +380,9 @@ def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix:
     *columns, row_qtypes = _columns(rows, [key for key, _ in names] + ["qtype"])
     for (_key, skey), column in zip(names, columns):
         out[prefix + skey] = _mean(column)
+    if name == "vstar":  # chain 2 (None without answer_temporal_2 / answer_spatial_2 / answer_vqa)
+        for key, skey in _vstar_names("_2"):
+            out[prefix + skey] = _mean([r.get(key) for r in rows])
     if name in ("tvg", "rec"):
         for _key, skey in names:
             val = out[prefix + skey]
@@ -337,7 +412,9 @@ def score_query(
     protocol: str = "tubedetr",
     thresholds: Sequence[float] = (0.3, 0.5),
     box_fill: str = "none",
+    repair: bool = False,
 ) -> dict[str, Any]:
     """One query's row of :func:`evaluate` (identical numbers; ``None`` prediction = missing)."""
-    result = evaluate([query], [prediction] if prediction is not None else [], protocol, thresholds, box_fill)
+    preds = [prediction] if prediction is not None else []
+    result = evaluate([query], preds, protocol, thresholds, box_fill, repair=repair)
     return result.per_query[0]

@@ -4,28 +4,40 @@ All queries of a batch become one flat array of (query, frame) rows over their f
 per-query sums are ``np.bincount``s. The per-query numbers are the single source of truth: the
 summary is their mean, and :func:`stvg_plugin.metrics.score_query` runs the same code on one query.
 
-Protocols (metrics.md §1-§2):
+Protocols (metrics.md §1-§2; sources and commits in docs/PROTOCOLS.md). Each one gives its
+official evaluator's numbers on every input that evaluator accepts:
 
-* ``tubedetr`` - the default. Universe = TubeDETR's 5 fps sampling of ``extra["segment"]`` (default
-  ``[0, num_frames)``) capped at 200; GT span/box frames shifted by ``extra["tubedetr_frame_offset"]``
-  (HC-STVG: TubeDETR reads the 1-based ``st_frame`` as a 0-based index). tIoU on the raw frame axis;
+* ``tubedetr`` - TubeDETR ``datasets/hcstvg_eval.py`` / ``vidstg_eval.py``, the default. Universe =
+  TubeDETR's 5 fps sampling of ``extra["segment"]`` (default ``[0, num_frames)``) capped at 200; GT
+  span/box frames shifted by ``extra["tubedetr_frame_offset"]`` (HC-STVG: TubeDETR reads the 1-based
+  ``st_frame`` as a 0-based index, so ``st_frame`` 0 is valid). tIoU on the raw frame axis;
   ``vIoU = sum_{S_i} IoU / max(|S_u|, 1)``; ``gt_vIoU`` = mean IoU over GT-span frames of the universe;
-  strict ``>`` thresholds. Follows the fixed TubeDETR evaluator (``max_end = max(ends)``); an early
-  revision of TubeDETR used ``min`` there, which inflates vIoU.
-* ``official_hcstvg`` - ``eval_hcvg.py``: inclusive spans, rows = GT frames, denominator
-  ``max(ends) - min(starts) + 1``, ``tIoU = #GT frames with a predicted box / denominator``.
-* ``stcat``, ``cg_stvg``, ``llava_next_stvg`` - dense variants: every frame of the segment; the GT's
-  last frame is dropped (inclusive end read as exclusive); ``cg_stvg`` clips GT x2/y2 to the image;
-  ``llava_next_stvg`` counts S_u / S_i inclusively (+1). Unconfirmed beyond the notes' worked table:
-  the segment is ``extra["segment"]`` for VidSTG-style queries and ``[0, num_frames)`` for queries
+  strict ``>`` thresholds. The predicted span is read as given (a reversed one has no intersection:
+  ``max_start`` / ``min_end`` on the raw ``sted``); box IoU is ``util/box_ops.np_box_iou`` on the
+  boxes as given (swapped corners -> no intersection -> 0). Follows the fixed evaluator
+  (``max_end = max(ends)``). A missing prediction or frame raises there; here it scores 0, counted.
+* ``official_hcstvg`` - HC-STVG ``eval_hcvg.py``: inclusive spans; the loop runs over the GT frames
+  that have a GT box and a predicted box, **whatever the predicted span says** (l.58); denominator
+  ``max(ends) - min(starts) + 1`` on the raw (possibly reversed) values (l.62); ``tIoU = #those
+  frames / denominator`` (l.65), so a zero-area predicted box still counts there; ``iou2d`` returns 0
+  when the intersection is empty (l.17); a missing video scores 0 and is averaged (l.50).
+* ``stcat``, ``cg_stvg``, ``llava_next_stvg`` - STCAT / CG-STVG ``datasets/evaluation/hcstvg_eval.py``
+  and ``vidstg_eval.py``: every frame of the segment; the inclusive GT end is read as exclusive for
+  tIoU / vIoU (``range(max_start, min_end)``), but ``gt_vIoU`` averages every GT box frame, the last
+  included (``for fid in self.vid2box``, ``/ len(vid2box)``); queries without prediction are left out
+  of the means (the loop runs over the predictions); a missing frame raises in STCAT (0 here) and is
+  skipped as IoU 0 in CG-STVG; ``cg_stvg`` clips GT x2/y2 to the image; ``llava_next_stvg`` counts
+  S_u / S_i inclusively (+1). VidSTG: per-``qtype`` means (the engine's ``<qtype>_*`` keys). The
+  segment is ``extra["segment"]`` for VidSTG-style queries and ``[0, num_frames)`` for queries
   carrying ``tubedetr_frame_offset`` (HC-STVG); no frame offset is applied (STCAT uses st_frame - 1).
 
-Project rules shared by all: predicted boxes go through the ``sanitize_box`` rule (counted); a
-frame without a predicted box scores IoU 0 (``box_fill="none"``), or is filled from the predicted
-boxes inside the predicted span (``nearest`` / ``linear``); boxes outside the predicted span are
-never invented. A zero-union IoU (the reference's NaN) is scored 0 and counted in ``num_nan``; it can
-only happen on a degenerate GT box because predicted boxes of zero area are rejected first. A GT-span
-frame of the universe without a GT box scores IoU 0 and is counted (TubeDETR would raise).
+Shared: a frame without a predicted box scores IoU 0 (``box_fill="none"``), or is filled from the
+predicted boxes inside the predicted span (``nearest`` / ``linear``, STCAT-style); boxes outside the
+predicted span are never invented. With ``repair=True`` (never official) predicted boxes go through
+the ``sanitize_box`` rule (swapped corners fixed, NaN / zero-area rejected, counted) and reversed
+spans are swapped (counted). A zero-union IoU (the reference's NaN, e.g. a NaN box) is scored 0 and
+counted in ``num_nan`` instead of turning the official mean into NaN. A GT-span frame of the
+universe without a GT box scores IoU 0 and is counted (TubeDETR would raise).
 """
 
 from __future__ import annotations
@@ -82,6 +94,8 @@ class StvgCounters:
     nan_queries: int = 0
     gt_frames_without_box: int = 0
     no_span: int = 0
+    reversed_spans: int = 0  # predicted frame spans with end < start, scored as given (repair off)
+    repaired_spans: int = 0  # ... swapped into order (repair on)
 
 
 def _segment(q: GroundingQuery, spec: StvgSpec) -> tuple[int, int]:
@@ -148,6 +162,7 @@ def score_stvg(
     box_fill: str,
     stats: BoxRepairStats,
     counters: StvgCounters,
+    repair: bool = False,
 ) -> list[dict]:
     """Whole per-query rows (:mod:`~stvg_plugin.metrics.rows`): ``tIoU``, ``vIoU``, ``gt_vIoU``,
     ``vIoU@t``, ``gt_vIoU@t`` and the spans used, between the query's head and the prediction's tail."""
@@ -164,12 +179,14 @@ def score_stvg(
         before = int(total[start - 1]) if start else 0
         stop = int(np.searchsorted(total, before + _MAX_ROWS_PER_CHUNK, side="left")) + 1
         stop = min(max(stop, start + 1), nq)
-        out.extend(_score_chunk(queries[start:stop], preds[start:stop], spec, thresholds, box_fill, stats, counters))
+        out.extend(
+            _score_chunk(queries[start:stop], preds[start:stop], spec, thresholds, box_fill, stats, counters, repair)
+        )
         start = stop
     return out
 
 
-def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) -> list[dict]:
+def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters, repair) -> list[dict]:
     nq = len(queries)
     spans = [q.span_frames for q in queries]
     fps_list = [q.fps for q in queries]
@@ -188,8 +205,10 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         pairs = np.stack([np.fromiter(map(itemgetter(k), spans), dtype=np.int64, count=nq) for k in (0, 1)], axis=1)
     gs = pairs[:, 0] + offset
     ge = pairs[:, 1] + offset
+    ge_boxes = ge  # GT frames whose boxes gt_vIoU averages (STCAT / CG-STVG: every GT box, the last included)
     if spec.drop_gt_last_frame:
-        ge = np.maximum(np.minimum(ge, segs[:, 1]) - 1, gs)
+        ge_boxes = np.maximum(np.minimum(ge, segs[:, 1]), gs)
+        ge = np.maximum(ge_boxes - 1, gs)
     pred_dicts = [p.boxes if p is not None else None for p in preds]
     has_pred = np.fromiter(map(is_not, preds, repeat(None, nq)), dtype=bool, count=nq)
 
@@ -204,7 +223,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         qi = fr = None
 
     # ---- predicted spans (frames direct; seconds mapped onto the universe)
-    ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters)
+    ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters, repair)
     if by_seconds.any():
         if spec.official_hcstvg or spec.dense:
             sps, spe = _seconds_to_raw_frames(fps, t0, t1)
@@ -217,6 +236,8 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
 
     # ---- boxes on the rows where a GT box matters (LLaVA_Next_STVG's inclusive S_i reaches the GT end frame)
     gt_hi = ge + 1 if spec.inclusive_overlap else ge
+    if spec.drop_gt_last_frame:
+        gt_hi = np.maximum(gt_hi, ge_boxes)
     if universe is not None:
         rq, rf = universe.rows_in(gs, gt_hi, has_pred)
     else:
@@ -224,7 +245,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         rq, rf = qi[in_gt], fr[in_gt]
     gt_source = ([q.boxes for q in queries], offset, False)
     if box_fill == "none":
-        (gbox, gfound), (pbox, pfound) = gather_boxes_many([gt_source, (pred_dicts, None, True)], rq, rf, stats=stats)
+        (gbox, gfound), (pbox, pfound) = gather_boxes_many([gt_source, (pred_dicts, None, repair)], rq, rf, stats=stats)
     else:
         ((gbox, gfound),) = gather_boxes_many([gt_source], rq, rf)
     if spec.clip_gt_to_image:
@@ -234,14 +255,12 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         gbox[:, 3] = np.minimum(gbox[:, 3], h)
     in_pred_row = (rf >= ps[rq]) & (rf < pe[rq])
     if box_fill != "none":
-        all_pred = RaggedBoxes.from_dicts(pred_dicts, sanitize=True, stats=stats)
+        all_pred = RaggedBoxes.from_dicts(pred_dicts, sanitize=repair, stats=stats, drop_non_finite=True)
         pbox, pfound = all_pred.lookup(rq, rf, "none")
         fbox, ffound = all_pred.restrict_to_spans(ps, pe).lookup(rq, rf, box_fill)
         use_fill = ~pfound & ffound & in_pred_row
         pbox[use_fill] = fbox[use_fill]
         pfound = pfound | use_fill
-    if spec.official_hcstvg:  # eval_hcvg reads the predicted tube only
-        pfound &= in_pred_row
     counters.gt_frames_without_box += int(gfound.size - np.count_nonzero(gfound))
     both = gfound & pfound
     iou = _row_iou(pbox, gbox)
@@ -252,12 +271,17 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
         counters.nan_frames += int(nan.sum())
         counters.nan_queries += int(np.unique(rq[nan]).size)
         iou[nan] = 0.0
-    gt_count = np.bincount(rq, minlength=nq)
-    gt_sum = np.bincount(rq, weights=iou, minlength=nq)
+    if spec.drop_gt_last_frame:  # STCAT / CG-STVG: gt_vIoU over the GT's box frames (dict keys), last one included
+        on_box = gfound & (rf < ge_boxes[rq])
+        gt_count = np.bincount(rq[on_box], minlength=nq)
+        gt_sum = np.bincount(rq[on_box], weights=iou[on_box], minlength=nq)
+    else:
+        gt_count = np.bincount(rq, minlength=nq)
+        gt_sum = np.bincount(rq, weights=iou, minlength=nq)
     gt_viou = gt_sum / np.maximum(gt_count, 1)
 
     if spec.official_hcstvg:
-        tiou, viou = _official_hcstvg(rq, iou, pfound, gs, ge, ps, pe, nq)
+        tiou, viou = _official_hcstvg(rq, iou, gfound & pfound, gs, ge, ps, pe, nq)
     else:
         tiou = _frame_tiou(gs, ge, ps, pe)
         viou = _universe_viou(universe, qi, fr, rq, rf, iou, gs, ge, ps, pe, nq, spec.inclusive_overlap)
@@ -292,11 +316,16 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters) ->
     return rows
 
 
-def _pred_spans(preds, nq, counters):
+def _pred_spans(preds, nq, counters, repair=False):
+    """Predicted spans; a reversed one is swapped only with ``repair`` (the officials read it as given)."""
     spans = [p.span_frames if p is not None else _NO_SPAN for p in preds]
     pairs = _int_pairs(spans)
     if pairs is not None:  # every prediction has integer span_frames: no seconds, nothing to count
         zeros = np.zeros(nq, dtype=np.float64)
+        if not repair:
+            counters.reversed_spans += int(np.count_nonzero(pairs[:, 1] < pairs[:, 0]))
+            return pairs[:, 0].copy(), pairs[:, 1].copy(), np.zeros(nq, dtype=bool), zeros, zeros.copy()
+        counters.repaired_spans += int(np.count_nonzero(pairs[:, 1] < pairs[:, 0]))
         return pairs.min(axis=1), pairs.max(axis=1), np.zeros(nq, dtype=bool), zeros, zeros.copy()
     ps_list, pe_list = [0] * nq, [0] * nq  # Python lists: item assignment into numpy costs ~10x more
     by_seconds = np.zeros(nq, dtype=bool)
@@ -308,10 +337,12 @@ def _pred_spans(preds, nq, counters):
         span = p.span_frames
         if span is not None:
             a, b = int(span[0]), int(span[1])
-            if b >= a:
+            if b >= a or not repair:
                 ps_list[i], pe_list[i] = a, b
+                counters.reversed_spans += b < a
             else:
                 ps_list[i], pe_list[i] = b, a
+                counters.repaired_spans += 1
         elif p.span_s is not None:
             a, b = float(p.span_s[0]), float(p.span_s[1])
             if np.isfinite(a) and np.isfinite(b):

@@ -1,7 +1,11 @@
 """Temporal video grounding (Charades-STA style): IoU in seconds, R@1 IoU>=m, mIoU.
 
-``parse_charades_answer`` reproduces lmms-eval 0.7.3 ``temporal_grounding_charades`` text parsing,
-quirks included (metrics.md §4), so our numbers equal lmms-eval's on the same model outputs.
+``parse_charades_answer`` reproduces lmms-eval 0.7.3 ``temporal_grounding_charades`` text parsing
+(``lmms_eval/tasks/charades_sta/utils.py``: ``extract_time``), quirks included (metrics.md §4), so our
+numbers equal lmms-eval's on the same model outputs. With ``lmms_compat`` (``stvg evaluate ...
+protocol=tvg lmms_compat=true``) the raw text is always parsed and queries sharing a
+``video>>>caption>>>timestamp`` key are merged, last one wins, as its submission dict does
+(``temporal_grounding_process_results_generation``, ``_temporal_grounding_compute_metrics``).
 """
 
 from __future__ import annotations
