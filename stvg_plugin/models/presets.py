@@ -51,6 +51,12 @@ _LARGE = {
     "max_new_tokens": 32,
     "prompt_prefix": _CHATML_PREFIX,
     "dtype": "bfloat16",
+    # training memory plan for one 141 GB GPU (BENCHMARKS.md "Memory plan"): recompute each LLM /
+    # vision layer in the backward instead of keeping its activations, a frozen vision tower, and no
+    # in-RAM frame cache (the trainer streams frames)
+    "gradient_checkpointing": True,
+    "train_parts": ["queries", "decoder", "projector", "llm"],
+    "cache_frames": False,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -68,7 +74,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # keys of a spec that are about building/loading, not SpaceVLLMConfig fields
 _BUILD_KEYS = (
-    "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer"
+    "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer",
+    "gradient_checkpointing", "train_parts", "cache_frames",
 )
 # config fields a caller may change on an already trained checkpoint
 RUNTIME_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes")
@@ -139,7 +146,7 @@ def build_from_backbone(model_cfg: Mapping[str, Any] | str) -> SpaceVLLMForGroun
         torch.manual_seed(int(config.seed))
         model = SpaceVLLMForGrounding(config, backbone=backbone)
     model.processor = processor
-    return model.to(dtype).eval()
+    return model.cast_for_compute(dtype).eval()
 
 
 def build_meta_model(model_cfg: Mapping[str, Any] | str = "spacevllm_7b") -> SpaceVLLMForGrounding:

@@ -80,12 +80,27 @@ class BackboneAdapter(nn.Module):
     def from_pretrained(
         cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None
     ) -> BackboneAdapter:
-        """Load a local transformers checkpoint of the wrapped class (never from a hub)."""
+        """Load a local transformers checkpoint of the wrapped class (never from a hub).
+
+        Before any weights are allocated: the folder's ``model_type`` must be the wrapped class's
+        and its safetensors must hold the parameter count of the model its config describes (built on
+        the meta device); after loading, more than a small fraction of parameters left uninitialised
+        is an error naming the keys (:mod:`stvg_plugin.models.checkpoint_checks`).
+        """
+        from stvg_plugin.models.checkpoint_checks import check_loading_info, check_model_type, check_parameter_count
+
         if not Path(path).is_dir():
             raise StvgError(f"backbone checkpoint folder not found: {path}")
-        vlm = cls.vlm_class.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
+        check_model_type(path, [cls.vlm_class.config_class.model_type], f"the {cls.name} backbone")
+        config = cls.vlm_class.config_class.from_pretrained(str(path), local_files_only=True)
+        with torch.device("meta"):
+            meta = cls.vlm_class._from_config(config)
+        check_parameter_count(path, meta)
+        vlm, info = cls.vlm_class.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True,
+            output_loading_info=True,
         )
+        check_loading_info(path, vlm, info)
         return cls(vlm)
 
     @staticmethod

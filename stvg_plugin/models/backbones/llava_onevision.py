@@ -120,7 +120,7 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         return {"pixel_values_videos": out["pixel_values"][None]}  # [1, T, 3, H, W]
 
     def frame_features(self, pixel_inputs: dict[str, torch.Tensor]) -> FrameFeatures:
-        pixels = pixel_inputs["pixel_values_videos"].to(self.vlm.device, self.vlm.dtype)
+        pixels = pixel_inputs["pixel_values_videos"].to(self.vlm.device, self.vlm.model.vision_tower.dtype)
         num_frames = pixels.shape[1]
         cfg = self.vlm.config
         caught: list[torch.Tensor] = []
