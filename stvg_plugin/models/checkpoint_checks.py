@@ -109,9 +109,25 @@ def safetensors_shapes(folder: str | Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _expected_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(model: torch.nn.Module, found: Iterable[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of what ``model`` needs from a checkpoint (tied copies left out).
+
+    transformers writes some models' weights under their legacy names (its ``save_pretrained``
+    reverts its load-time renaming); both spellings are tried and the one sharing more names with
+    ``found`` (the checkpoint's names) is used.
+    """
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in tied}
+    own = {k: v for k, v in model.state_dict().items() if k not in tied}
+    candidates = [own]
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+
+        candidates.append(revert_weight_conversion(model, dict(own)))
+    except Exception:  # noqa: BLE001 - no renaming known for this model: its own names only
+        pass
+    names = set(found or ())
+    best = max(candidates, key=lambda c: len(names.intersection(c)))
+    return {k: tuple(v.shape) for k, v in best.items()}
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
@@ -129,7 +145,7 @@ def check_weights_match(
     the message names them. Use on folders written by this model's ``save_pretrained`` (same names).
     """
     found = safetensors_shapes(folder)
-    expected = _expected_shapes(meta_model)
+    expected = _expected_shapes(meta_model, found)
     mismatched = [f"{k} {list(found[k])} vs {list(v)}" for k, v in expected.items() if k in found and found[k] != v]
     if mismatched:
         raise CheckpointMismatchError(

@@ -198,10 +198,11 @@ class QueryGuidedSpaceDecoder(nn.Module):
         FLOPs. Boxes and relevance logits therefore come back in fp32.
         """
         dtype = self.visual_proj.weight.dtype
+        visual, queries, text = visual.to(dtype), queries.to(dtype), text.to(dtype)
+        if not torch.amp.is_autocast_available(visual.device.type):  # the meta device (FLOP counts)
+            return self._forward(visual, queries, text, text_pad, grid_hw)
         with torch.autocast(visual.device.type, enabled=False):
-            return self._forward(
-                visual.to(dtype), queries.to(dtype), text.to(dtype), text_pad, grid_hw
-            )
+            return self._forward(visual, queries, text, text_pad, grid_hw)
 
     def _forward(
         self,

@@ -91,11 +91,13 @@ class BackboneAdapter(nn.Module):
 
         if not Path(path).is_dir():
             raise StvgError(f"backbone checkpoint folder not found: {path}")
-        check_model_type(path, [cls.vlm_class.config_class.model_type], f"the {cls.name} backbone")
-        config = cls.vlm_class.config_class.from_pretrained(str(path), local_files_only=True)
-        with torch.device("meta"):
-            meta = cls.vlm_class._from_config(config)
-        check_parameter_count(path, meta)
+        config_class = getattr(cls.vlm_class, "config_class", None)  # None: not a transformers class, no checks
+        if config_class is not None:
+            check_model_type(path, [config_class.model_type], f"the {cls.name} backbone")
+            config = config_class.from_pretrained(str(path), local_files_only=True)
+            with torch.device("meta"):
+                meta = cls.vlm_class._from_config(config)
+            check_parameter_count(path, meta)
         vlm, info = cls.vlm_class.from_pretrained(
             str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True,
             output_loading_info=True,
