@@ -27,7 +27,10 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``backbone``: registry key of the adapter (``llava_onevision`` | ``qwen2_5_vl``).
     * ``vlm_config``: the transformers config of the wrapped VLM (dict or config object).
     * ``num_frames``: frames sampled per video; ``max_frames``: rows of ``st_query_embed`` (N_max).
-    * ``frame_size``: ``(height, width)`` frames are resized to while decoding the video.
+    * ``frame_size``: ``(height, width)`` frames are resized to while decoding the video (``None``:
+      native size, e.g. for Qwen2.5-VL's own aspect-preserving resize).
+    * ``min_pixels`` / ``max_pixels`` (Qwen2.5-VL): bounds of the smart resize per frame; ``None`` =
+      the checkpoint's preprocessor config (or ``frame_size``'s area when that is set).
     * ``decoder_dim`` / ``decoder_heads`` / ``decoder_layers`` / ``decoder_mlp_ratio``: space decoder.
     * ``decoder_visual_source``: ``hidden`` (LLM last-layer states at the visual positions),
       ``projected`` (the projector output fed to the LLM) or ``patches`` (the projector output on the
@@ -59,6 +62,8 @@ class SpaceVLLMConfig(PreTrainedConfig):
     num_frames: int = 8
     max_frames: int = 64
     frame_size: list[int] | tuple[int, int] | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     decoder_dim: int = 256
     decoder_heads: int = 8
     decoder_layers: int = 1

@@ -68,14 +68,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_LARGE,
         **_QWEN_FRAME,
         "num_frames": 32,
-        "frame_size": [336, 336],
+        # Qwen's aspect-preserving smart resize of the native frames (frame_size None): at least Qwen's
+        # own video minimum (128 * 28^2 px), at most 336^2 px = 144 tokens per frame (4 608 at 32 frames)
+        "frame_size": None,
+        "min_pixels": 128 * 28 * 28,
+        "max_pixels": 336 * 336,
     },
 }
 
 # keys of a spec that are about building/loading, not SpaceVLLMConfig fields
 _BUILD_KEYS = (
     "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer",
-    "gradient_checkpointing", "train_parts", "cache_frames",
+    "gradient_checkpointing", "train_parts", "cache_frames", "num_layers",
 )
 # config fields a caller may change on an already trained checkpoint
 RUNTIME_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes")
@@ -101,6 +105,28 @@ def _config_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in _BUILD_KEYS}
 
 
+def reduce_depth(vlm_config: Any, num_layers: int) -> Any:
+    """Keep the first ``num_layers`` LLM layers and vision-tower layers of a VLM config (in place).
+
+    Real widths, heads and patch sizes stay: profiles and equivalence tests at real width run on a
+    CPU or a small GPU this way (``bench/gpu_profile.py --num-layers``). Qwen2.5-VL's full-attention
+    vision blocks are kept where they fall inside the new depth (the last block otherwise).
+    """
+    n = int(num_layers)
+    text = vlm_config.get_text_config()
+    text.num_hidden_layers = n
+    if getattr(text, "layer_types", None):
+        text.layer_types = list(text.layer_types)[:n]
+    vision = vlm_config.vision_config
+    if hasattr(vision, "depth"):  # Qwen2.5-VL
+        vision.depth = n
+        full = [i for i in (vision.fullatt_block_indexes or []) if i < n]
+        vision.fullatt_block_indexes = full or [n - 1]
+    else:  # SigLIP
+        vision.num_hidden_layers = n
+    return vlm_config
+
+
 def build_config(
     spec: Mapping[str, Any], vocab_size: int | None = None, special_ids: dict | None = None
 ) -> SpaceVLLMConfig:
@@ -116,6 +142,8 @@ def build_config(
             vision.image_size = int(spec["frame_size"][0])
     else:
         vlm_config = adapter.large_config()
+    if spec.get("num_layers"):
+        reduce_depth(vlm_config, int(spec["num_layers"]))
     return SpaceVLLMConfig(vlm_config=vlm_config, **_config_fields(spec))
 
 
@@ -125,7 +153,7 @@ def build_tiny_model(model_cfg: Mapping[str, Any] | str = "spacevllm_tiny") -> S
     tokenizer = build_tiny_tokenizer(spec.get("tokenizer", "chars"))
     config = build_config(spec, len(tokenizer), special_token_ids(tokenizer))
     adapter = get_backbone(spec["backbone"])
-    processor = SpaceVLLMProcessor(tokenizer, adapter.build_frame_processor(tuple(config.frame_size)), config)
+    processor = SpaceVLLMProcessor(tokenizer, adapter.frame_processor_for(config), config)
     return SpaceVLLMForGrounding.from_config_seeded(config, processor)
 
 
@@ -138,8 +166,7 @@ def build_from_backbone(model_cfg: Mapping[str, Any] | str) -> SpaceVLLMForGroun
     backbone = adapter_cls.from_pretrained(path, trust_remote_code=bool(spec.get("trust_remote_code")), dtype=dtype)
     config = SpaceVLLMConfig(vlm_config=backbone.vlm.config, **_config_fields(spec))
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=config.trust_remote_code)
-    frame_size = tuple(config.frame_size) if config.frame_size else None
-    processor = SpaceVLLMProcessor(tokenizer, adapter_cls.load_frame_processor(path, frame_size), config)
+    processor = SpaceVLLMProcessor(tokenizer, adapter_cls.load_frame_processor_for(path, config), config)
     if len(tokenizer) > backbone.vlm.get_input_embeddings().num_embeddings:
         backbone.vlm.resize_token_embeddings(len(tokenizer))  # the added <st_query> placeholder id
     with torch.random.fork_rng(devices=[]):

@@ -123,6 +123,16 @@ class BackboneAdapter(nn.Module):
     def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> Any:
         raise NotImplementedError
 
+    @classmethod
+    def frame_processor_for(cls, config: Any) -> Any:
+        """The frame processor a random-initialised model of ``config`` (a ``SpaceVLLMConfig``) needs."""
+        return cls.build_frame_processor(tuple(config.frame_size) if config.frame_size else None)
+
+    @classmethod
+    def load_frame_processor_for(cls, path: str | Path, config: Any) -> Any:
+        """The base checkpoint's own frame processor, with ``config``'s overrides (frame size, pixel bounds)."""
+        return cls.load_frame_processor(path, tuple(config.frame_size) if config.frame_size else None)
+
     # ------------------------------------------------------------------ model pieces
     @property
     def hidden_size(self) -> int:
