@@ -113,6 +113,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         super().__init__(config)
         adapter_cls = get_backbone(config.backbone)
         self.backbone = backbone if backbone is not None else adapter_cls.from_config(config.vlm_config)
+        self.backbone.configure(config)
         d = self.backbone.hidden_size
         self.st_query_embed = nn.Embedding(config.max_frames + 1, d)
         self.space_decoder = QueryGuidedSpaceDecoder(
@@ -195,12 +196,16 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """The space decoder's visual input ``[T, P, D]`` and its token grid (``decoder_visual_source``)."""
         source = self.config.decoder_visual_source
-        if source == "projected":
-            return features.tokens, features.grid_hw
         if source == "patches":
             return features.patches, features.patch_grid_hw
-        t, p, d = features.tokens.shape
-        return hidden[layout.positions(VISUAL).to(hidden.device)].reshape(t, p, d), features.grid_hw
+        if source == "projected":
+            visual = features.tokens
+        else:
+            t, p, d = features.tokens.shape
+            visual = hidden[layout.positions(VISUAL).to(hidden.device)].reshape(t, p, d)
+        if features.cell_index is not None:  # row newlines are LLM tokens, not cells of the frame's grid
+            visual = visual[:, features.cell_index.to(visual.device)]
+        return visual, features.grid_hw
 
     @torch.no_grad()
     def encode_video(self, sampled: Any) -> VideoPrefix:

@@ -53,6 +53,8 @@ class FrameFeatures:
     grid_hw: tuple[int, int]
     patches: torch.Tensor  # [T, G, D]
     patch_grid_hw: tuple[int, int]
+    #: indices into the P tokens that are grid cells (``None``: all); row newlines are not
+    cell_index: torch.Tensor | None = None
 
 
 class BackboneAdapter(nn.Module):
@@ -69,6 +71,9 @@ class BackboneAdapter(nn.Module):
     def __init__(self, vlm: PreTrainedModel):
         super().__init__()
         self.vlm = vlm
+
+    def configure(self, config: Any) -> None:
+        """Read the ``SpaceVLLMConfig`` switches this backbone uses (called once by the model)."""
 
     # ------------------------------------------------------------------ construction
     @classmethod

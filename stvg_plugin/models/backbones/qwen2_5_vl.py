@@ -6,6 +6,13 @@ group per *two* frames. Feeding each frame as an image keeps one group, hence on
 fill the 2-frame temporal patch, which doubles the patch-embedding input but not the LLM tokens.
 Position ids are Qwen's 3-D M-RoPE from transformers' own ``get_rope_index`` (images: no temporal
 spacing; the frame's time is in the prompt text instead).
+
+How time reaches this backbone, and why: as text ("Frame 3 at 12.50 s: <|vision_start|>...").
+Qwen2.5-VL's video path gives *absolute time ids* (M-RoPE temporal positions spaced by
+``tokens_per_second`` x seconds per 2-frame group), but only per frame *pair*; fed as images, each
+frame's temporal position just follows the sequence, so the seconds are written in the prompt, as
+Open-o3 Video does. Frames keep their aspect ratio: Qwen's smart resize under ``min_pixels`` /
+``max_pixels`` (see :meth:`Qwen25VLAdapter.build_frame_processor`).
 """
 
 from __future__ import annotations
