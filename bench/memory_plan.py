@@ -131,17 +131,24 @@ def tokens_per_frame(preset: str) -> int:
     if cfg.backbone == "qwen2_5_vl":
         return int(cfg.max_pixels) // (28 * 28)  # smart resize at the pixel budget, 2x2 merge of 14-px patches
     g = cfg.vlm_config.vision_config.image_size // cfg.vlm_config.vision_config.patch_size
+    if cfg.video_pool_mode == "average":  # lmms-lab LLaVA-Video: floor(g / 2)^2 (+ a newline per row)
+        side = g // 2
+        return side * side + (side if cfg.video_newline == "row" else 0)
     return (-(-g // 2)) ** 2  # transformers' LLaVA-OneVision bilinear pooling to ceil(g / 2)^2
 
 
-def plan(preset: str, frames_measured: int) -> dict[str, Any]:
+def plan(preset: str, frames_measured: int, measured: dict | None = None) -> dict[str, Any]:
+    """``measured``: a previous run's ``measured`` entry (``--measured``) instead of measuring again."""
     counts = parameter_counts(preset)
-    measured = {}
-    for ckpt in (False, True):
-        one, tok = saved_activation_bytes(preset, 1, frames_measured, ckpt)
-        two, _ = saved_activation_bytes(preset, 2, frames_measured, ckpt)
-        measured[ckpt] = {"per_layer_per_token": (two - one) / tok, "rest_per_token": (one - (two - one)) / tok,
-                          "tokens": tok, "one_layer": one, "two_layers": two}
+    if measured is not None:
+        measured = {k == "True" if isinstance(k, str) else k: v for k, v in measured.items()}
+    else:
+        measured = {}
+        for ckpt in (False, True):
+            one, tok = saved_activation_bytes(preset, 1, frames_measured, ckpt)
+            two, _ = saved_activation_bytes(preset, 2, frames_measured, ckpt)
+            measured[ckpt] = {"per_layer_per_token": (two - one) / tok, "rest_per_token": (one - (two - one)) / tok,
+                              "tokens": tok, "one_layer": one, "two_layers": two}
     # one layer's full activations are alive while it is recomputed under checkpointing
     per_layer_full = measured[False]["per_layer_per_token"]
     rows = []
@@ -182,10 +189,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["spacevllm_7b", "spacevllm_qwen25vl_7b"])
     parser.add_argument("--frames", type=int, default=4, help="frames of the measured forward")
+    parser.add_argument("--measured", help="a previous --out JSON: reuse its measurements, recompute the table")
     parser.add_argument("--out", help="write the JSON here")
     args = parser.parse_args()
     np.set_printoptions(precision=3)
-    results = [plan(p, args.frames) for p in args.presets]
+    previous = {}
+    if args.measured:
+        with open(args.measured, encoding="utf-8") as fh:
+            previous = {r["preset"]: r["measured"] for r in json.load(fh)}
+    results = [plan(p, args.frames, previous.get(p)) for p in args.presets]
     for r in results:
         m = r["measured"]
         print(f"{r['preset']}: saved activations per LLM layer per token: {m['False']['per_layer_per_token']:.0f} B "

@@ -22,15 +22,20 @@ def _sample(frames: int = 4, size: int = 32) -> SampledVideo:
                         info=VideoInfo(path="x", fps=10.0, num_frames=int(idx[-1]) + 1, width=size, height=size))
 
 
-@pytest.mark.parametrize(("overrides", "tokens"), [({}, 196), (LMMS, 182), ({"video_pool_mode": "average"}, 169)])
-def test_7b_tokens_per_frame(overrides: dict, tokens: int) -> None:
+TRANSFORMERS = {"video_pool_mode": "bilinear", "video_newline": "none"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tokens", "grid"),
+    [({}, 182, (13, 13)), (TRANSFORMERS, 196, (14, 14)), ({"video_newline": "none"}, 169, (13, 13))],
+)
+def test_7b_tokens_per_frame(overrides: dict, tokens: int, grid: tuple[int, int]) -> None:
+    # the preset's default is LLaVA-Video's own layout; transformers' OneVision layout on request
     model = build_meta_model({"preset": "spacevllm_7b", **overrides})
     pixels = {"pixel_values_videos": torch.empty(1, 2, 3, 384, 384, device="meta")}
     features = model.backbone.frame_features(pixels)
-    assert features.tokens.shape[:2] == (2, tokens)
-    expected_grid = (13, 13) if overrides else (14, 14)
-    assert features.grid_hw == expected_grid
-    if overrides.get("video_newline") == "row":
+    assert features.tokens.shape[:2] == (2, tokens) and features.grid_hw == grid
+    if tokens == 182:
         assert features.cell_index is not None and len(features.cell_index) == 169
 
 

@@ -62,7 +62,11 @@ _LARGE = {
 PRESETS: dict[str, dict[str, Any]] = {
     "spacevllm_tiny": {"backbone": "llava_onevision", **_TINY},
     "spacevllm_qwen25vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
-    "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384]},
+    # LLaVA-Video-7B-Qwen2 was trained with 2x2 average pooling + a newline per row (lmms-lab's
+    # mm_spatial_pool_mode=average, mm_newline_position=grid): 182 tokens per frame, kept here;
+    # bilinear + none is transformers' LLaVA-OneVision layout (196 tokens), for OneVision weights
+    "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384],
+                     "video_pool_mode": "average", "video_newline": "row"},
     "spacevllm_qwen25vl_7b": {
         "backbone": "qwen2_5_vl",
         **_LARGE,
