@@ -21,7 +21,7 @@ How each column is obtained (printed with the table):
 
 Not counted: the CUDA context and allocator fragmentation (add ~2-4 GB), the video frames on the host.
 
-    python bench/memory_plan.py --frames 4        # ~3 min on 2 CPU cores, ~6 GB of RAM at most
+    python bench/memory_plan.py --frames 2        # 8 measurements, one process each, <= ~4 GB of RAM
 """
 
 from __future__ import annotations
@@ -45,12 +45,16 @@ LORA_RANK = 16
 def _build(preset: str, num_layers: int) -> Any:
     from stvg_plugin.models.backbones import get_backbone
     from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
-    from stvg_plugin.models.presets import build_config, resolve_spec
+    from stvg_plugin.models.presets import build_config, resolve_spec, use_tokenizer_vocab
     from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor
     from stvg_plugin.models.tokenizer import build_char_tokenizer
 
     spec = {**resolve_spec(preset), "num_layers": num_layers}
     config = build_config(spec)
+    tok = build_char_tokenizer()
+    # the embedding table / lm_head cut to the tokenizer (a lookup: activations per token do not change;
+    # only the answer's logits, a few tokens x vocabulary, are smaller): -2 GB per model
+    use_tokenizer_vocab(config.vlm_config, tok)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
@@ -58,8 +62,7 @@ def _build(preset: str, num_layers: int) -> Any:
     finally:
         torch.set_default_dtype(previous)
     model.space_decoder.float()
-    model.processor = SpaceVLLMProcessor(build_char_tokenizer(), get_backbone(spec["backbone"]).frame_processor_for(config),
-                                         config)
+    model.processor = SpaceVLLMProcessor(tok, get_backbone(spec["backbone"]).frame_processor_for(config), config)
     return model
 
 
@@ -71,7 +74,23 @@ def _sample(model: Any, frames: int) -> Any:
 
 
 def saved_activation_bytes(preset: str, num_layers: int, frames: int, checkpointing: bool) -> tuple[int, int]:
-    """(bytes autograd saves in one training forward, prefix tokens) at real width, ``num_layers`` deep."""
+    """(bytes autograd saves in one training forward, tokens) at real width, ``num_layers`` deep.
+
+    Each measurement runs in a fresh process: a real-width model is ~2-3 GB and the allocator does not
+    hand freed memory back, so building several in one process grew to 20 GB of RSS.
+    """
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--measure-one", preset, str(num_layers), str(frames), str(int(checkpointing))]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("MEASURED ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"measurement {cmd[3:]} failed: {out.stderr[-2000:]}")
+    saved, tokens = lines[-1].split()[1:]
+    return int(saved), int(tokens)
+
+
+def _measure_one(preset: str, num_layers: int, frames: int, checkpointing: bool) -> tuple[int, int]:
     from stvg_plugin.training.parts import set_trainable
     from stvg_plugin.training.run import enable_gradient_checkpointing
 
@@ -186,6 +205,10 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    if len(sys.argv) == 6 and sys.argv[1] == "--measure-one":
+        saved, tokens = _measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), bool(int(sys.argv[5])))
+        print(f"MEASURED {saved} {tokens}")
+        return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["spacevllm_7b", "spacevllm_qwen25vl_7b"])
     parser.add_argument("--frames", type=int, default=4, help="frames of the measured forward")

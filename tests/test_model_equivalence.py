@@ -19,8 +19,8 @@ import torch
 
 from stvg_plugin.models.backbones import QUERY, VISUAL, get_backbone
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
-from stvg_plugin.models.presets import build_config, resolve_spec
-from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor, special_token_ids
+from stvg_plugin.models.presets import build_config, resolve_spec, use_tokenizer_vocab
+from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor
 from stvg_plugin.models.tokenizer import build_tiny_tokenizer
 
 pytestmark = pytest.mark.slow
@@ -32,17 +32,12 @@ ATOL = 1e-5
 
 def _real_width_model(preset: str, frames: int) -> SpaceVLLMForGrounding:
     tok = build_tiny_tokenizer("chars")
-    ids = special_token_ids(tok)
-    spec = {**resolve_spec(preset), "num_layers": 1, "num_frames": frames, "dtype": "float32"}
+    # transformers' own LLaVA-OneVision layout (bilinear pooling, no row newlines): the lmms-lab layout the
+    # preset defaults to is not what transformers computes (tests/test_model_llava_layout.py checks it)
+    spec = {**resolve_spec(preset), "num_layers": 1, "num_frames": frames, "dtype": "float32",
+            "video_pool_mode": "bilinear", "video_newline": "none"}
     config = build_config(spec)
-    vlm, text = config.vlm_config, config.vlm_config.get_text_config()
-    text.vocab_size = len(tok) + 1  # + the <st_query> placeholder the processor adds
-    text.eos_token_id, text.pad_token_id, text.bos_token_id = ids["eos"], ids["pad"], None
-    if config.backbone == "qwen2_5_vl":
-        vlm.image_token_id, vlm.video_token_id = ids["image_pad"], ids["video"]
-        vlm.vision_start_token_id, vlm.vision_end_token_id = ids["vision_start"], ids["vision_end"]
-    else:
-        vlm.image_token_index, vlm.video_token_index = ids["image"], ids["video"]
+    use_tokenizer_vocab(config.vlm_config, tok)
     torch.manual_seed(0)
     model = SpaceVLLMForGrounding(config)
     adapter = get_backbone(config.backbone)
