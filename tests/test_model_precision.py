@@ -139,3 +139,23 @@ def test_real_presets_default_to_the_memory_plan(preset: str) -> None:
     spec = resolve_spec(preset)
     assert spec["gradient_checkpointing"] is True and spec["cache_frames"] is False
     assert "vision_tower" not in spec["train_parts"] and "llm" in spec["train_parts"]
+
+
+def test_saving_gathers_the_state_dict_through_the_accelerator(synth_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Under FSDP / ZeRO-3 each process holds a shard: the saved folder must come from
+    ``accelerator.get_state_dict`` (a collective every process enters), not from the local module."""
+    t = prepare(TINY, read_queries(synth_dir / "annotations.jsonl"), tmp_path, trainer={**FAST, "mixed_precision": "no"},
+                resume=None)
+    calls = []
+    original = t.accelerator.get_state_dict
+
+    def gathered(model, *args, **kwargs):
+        calls.append(model)
+        state = original(model, *args, **kwargs)
+        return {k: (v + 1.0 if k == "st_query_embed.weight" else v) for k, v in state.items()}  # mark its output
+
+    monkeypatch.setattr(t.accelerator, "get_state_dict", gathered)
+    final = t.save_final()
+    assert calls == [t.model]
+    loaded = SpaceVLLMForGrounding.from_pretrained(final)
+    torch.testing.assert_close(loaded.st_query_embed.weight, t.unwrapped.st_query_embed.weight + 1.0)
