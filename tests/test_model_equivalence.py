@@ -106,6 +106,8 @@ def test_visual_tokens_and_prefix_states_equal_transformers(preset: str) -> None
         scale = float(their_hidden.abs().max())
         assert scale > 0.1  # a real signal, not all zeros
         torch.testing.assert_close(ours, their_hidden, atol=ATOL * max(1.0, scale / 10), rtol=0)
+        print(f"{preset}: max |diff| visual tokens {float((features.tokens - their_visual).abs().max()):.2e}, "
+              f"prefix states {float((ours - their_hidden).abs().max()):.2e} (max |state| {scale:.2f})")
         assert features.tokens.shape[0] == frames and int(layout.kinds.eq(QUERY).sum()) == frames
     finally:
         del model
