@@ -3,10 +3,18 @@
 Measures prefill latency (encode the video prefix), per-query latency with the video cached,
 tokens/s of the answer, peak memory and the prefill's model FLOPs utilisation (MFU) against the
 card's peak. Targets (issue 8): per-query latency < 0.5 s with the video cached; prefill MFU >= 40%.
+``--train lora|full`` adds one training step as the trainer runs it (fp32 master weights for the
+trainable parts, bf16 autocast, gradient checkpointing as in the preset, frozen vision tower) and
+its time and peak memory.
 
     python bench/gpu_profile.py --device cuda --preset spacevllm_7b --num-frames 64 --peak-tflops 989
-    python bench/gpu_profile.py --device cpu --preset spacevllm_tiny --num-frames 8   # harness smoke
+    python bench/gpu_profile.py --device cuda --preset spacevllm_7b --num-frames 64 --train lora
+    python bench/gpu_profile.py --device cpu --preset spacevllm_qwen25vl_7b --num-layers 2 --num-frames 4 \
+        --dtype float32            # the same rows on a CPU, at real width and reduced depth
 
+``--num-layers N`` keeps the first N LLM layers and N vision-tower layers (real widths, heads and
+patch sizes): the same code path on a CPU or a small GPU. The Qwen2.5-VL preset is fed 640x360
+frames (its smart resize keeps the aspect ratio); LLaVA-Video's are square (SigLIP's 384 px).
 Random weights make the answers random text: the greedy loop then runs to ``max_new_tokens``, which
 is the worst case for per-query latency. Nothing is downloaded; weights are random-initialised.
 """
@@ -23,7 +31,7 @@ import numpy as np
 import torch
 
 
-def build_random_model(preset: str, device: str, dtype: torch.dtype):
+def build_random_model(preset: str, device: str, dtype: torch.dtype, num_layers: int | None = None):
     """The preset's architecture with random weights, materialised directly on ``device``."""
     from stvg_plugin.models.backbones import get_backbone
     from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
@@ -33,7 +41,9 @@ def build_random_model(preset: str, device: str, dtype: torch.dtype):
 
     spec = resolve_spec(preset)
     if spec.get("size") == "tiny":
-        return build_tiny_model(preset).to(device=device, dtype=dtype).eval()
+        return build_tiny_model(preset).to(device=device).cast_for_compute(dtype).eval()
+    if num_layers:
+        spec["num_layers"] = num_layers
     config = build_config(spec)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # allocate in bf16 directly: no fp32 copy of 8B parameters
@@ -42,9 +52,9 @@ def build_random_model(preset: str, device: str, dtype: torch.dtype):
             model = SpaceVLLMForGrounding(config)
     finally:
         torch.set_default_dtype(previous)
+    model.space_decoder.float()  # as loaded checkpoints keep it (_keep_in_fp32_modules_strict)
     tokenizer = build_char_tokenizer()
-    frame_size = tuple(model.config.frame_size or (384, 384))
-    model.processor = SpaceVLLMProcessor(tokenizer, get_backbone(spec["backbone"]).build_frame_processor(frame_size),
+    model.processor = SpaceVLLMProcessor(tokenizer, get_backbone(spec["backbone"]).frame_processor_for(model.config),
                                          model.config)
     return model.eval()
 
@@ -65,13 +75,53 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops: float, dtype: str) -> dict:
+def frame_shape(model) -> tuple[int, int]:
+    """Synthetic frame (height, width): the preset's fixed size, else a 16:9 640x360 video."""
+    return tuple(model.config.frame_size) if model.config.frame_size else (360, 640)
+
+
+def train_step(model, sample, mode: str, device: str) -> dict:
+    """One training step as the trainer runs it: fp32 master weights for what trains, bf16 autocast."""
+    from stvg_plugin.training.parts import apply_lora, set_trainable
+    from stvg_plugin.training.run import enable_gradient_checkpointing
+    from stvg_plugin.training.trainer import prepare_master_weights
+
+    if mode == "lora":
+        apply_lora(model, 16, 32, ["q_proj", "k_proj", "v_proj", "o_proj"])
+    set_trainable(model, ["queries", "decoder", "projector", "llm"], lora=mode == "lora")
+    enable_gradient_checkpointing(model)
+    autocast = next(model.parameters()).dtype != torch.float32
+    prepare_master_weights(model, "bf16" if autocast else "no")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    model.train()
+    inputs = model.prepare_inputs(sample, "the person who walks to the door", "from 1.0 s to 2.0 s",
+                                  span_frames=(0, int(sample.info.num_frames)),
+                                  boxes={int(f): [10.0, 10.0, 100.0, 120.0] for f in sample.indices})
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+        out = model(inputs)
+    out.loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    _sync(device)
+    row = {"train": mode, "train_step_s": time.perf_counter() - t0, "train_loss": float(out.loss.detach()),
+           "trainable_params": sum(p.numel() for p in params)}
+    if device.startswith("cuda"):
+        row["train_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
+    return row
+
+
+def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops: float, dtype: str,
+            num_layers: int | None = None, train: str = "none") -> dict:
     from stvg_plugin.models.flops import count_grounding_flops
 
     torch_dtype = getattr(torch, dtype)
-    model = build_random_model(preset, device, torch_dtype)
+    model = build_random_model(preset, device, torch_dtype, num_layers)
     model.config.num_frames = num_frames
-    h, w = model.config.frame_size or (384, 384)
+    h, w = frame_shape(model)
     sample = synthetic_sample(num_frames, h, w)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -92,11 +142,14 @@ def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops
             _sync(device)
             per_query.append(time.perf_counter() - t0)
             tokens.append(len(model.processor.tokenizer(pred.raw_text or "")["input_ids"]))
-    flops = count_grounding_flops(preset, num_frames=num_frames)
+    spec = {"preset": preset, **({"num_layers": num_layers} if num_layers else {})}
+    flops = count_grounding_flops(spec, num_frames=num_frames)
     prefill_flops = flops["backbone_flops"] + flops["ours_flops"]
     mfu = prefill_flops / prefill_s / (peak_tflops * 1e12) if peak_tflops else None
     result = {
         "preset": preset, "device": device, "dtype": dtype, "num_frames": num_frames,
+        "num_layers": num_layers or "full", "frame_hw": [h, w], "prefix_tokens": prefix.length,
+        "visual_tokens_per_frame": int(prefix.visual_states.shape[1]),
         "prefill_s": prefill_s, "per_query_s_median": statistics.median(per_query),
         "answer_tokens_per_s": sum(tokens) / sum(per_query) if sum(per_query) else None,
         "prefill_flops": prefill_flops, "prefill_mfu": mfu, "peak_tflops": peak_tflops,
@@ -105,6 +158,9 @@ def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops
     if device.startswith("cuda"):
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
         result["gpu"] = torch.cuda.get_device_name()
+    del prefix
+    if train != "none":
+        result.update(train_step(model, sample, train, device))
     return result
 
 
@@ -116,9 +172,14 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100/H200: 989)")
+    parser.add_argument("--num-layers", type=int, default=None,
+                        help="keep the first N LLM and N vision-tower layers (real width); default: full depth")
+    parser.add_argument("--train", choices=["none", "lora", "full"], default="none",
+                        help="also time one training step (LoRA on the LLM, or the full LLM) and its peak memory")
     parser.add_argument("--out", help="write the result JSON here")
     args = parser.parse_args()
-    result = profile(args.preset, args.device, args.num_frames, args.queries, args.peak_tflops, args.dtype)
+    result = profile(args.preset, args.device, args.num_frames, args.queries, args.peak_tflops, args.dtype,
+                     args.num_layers, args.train)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -40,7 +40,7 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
         trainer=_container(cfg.trainer),
         task_weights=_container(cfg.task_weights),
         derive_tasks=list(_container(cfg.get("derive_tasks") or [])),
-        train_parts=list(_container(cfg.train_parts)),
+        train_parts=list(_container(cfg.train_parts)) if cfg.get("train_parts") is not None else None,
         lora=lora,
         resume=cfg.get("resume"),
         init_checkpoint=str(init) if init else None,

@@ -27,7 +27,16 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``backbone``: registry key of the adapter (``llava_onevision`` | ``qwen2_5_vl``).
     * ``vlm_config``: the transformers config of the wrapped VLM (dict or config object).
     * ``num_frames``: frames sampled per video; ``max_frames``: rows of ``st_query_embed`` (N_max).
-    * ``frame_size``: ``(height, width)`` frames are resized to while decoding the video.
+    * ``frame_size``: ``(height, width)`` frames are resized to while decoding the video (``None``:
+      native size, e.g. for Qwen2.5-VL's own aspect-preserving resize).
+    * ``min_pixels`` / ``max_pixels`` (Qwen2.5-VL): bounds of the smart resize per frame; ``None`` =
+      the checkpoint's preprocessor config (or ``frame_size``'s area when that is set).
+    * ``video_pool_mode`` / ``video_newline`` (LLaVA-Video / LLaVA-OneVision): how a frame's
+      ``g x g`` projected patches become LLM tokens. ``bilinear`` + ``none`` = transformers'
+      LLaVA-OneVision (bilinear to ``ceil(g/2)^2``: 196 tokens at 384 px); ``average`` + ``row`` =
+      the lmms-lab LLaVA-Video training layout (2x2 average pooling to ``floor(g/2)^2`` = 13x13 plus
+      ``image_newline`` after every row: 182 tokens). ``None`` = the checkpoint config's
+      (``mm_spatial_pool_mode`` / ``mm_newline_position: grid``), else ``bilinear`` / ``none``.
     * ``decoder_dim`` / ``decoder_heads`` / ``decoder_layers`` / ``decoder_mlp_ratio``: space decoder.
     * ``decoder_visual_source``: ``hidden`` (LLM last-layer states at the visual positions),
       ``projected`` (the projector output fed to the LLM) or ``patches`` (the projector output on the
@@ -59,6 +68,10 @@ class SpaceVLLMConfig(PreTrainedConfig):
     num_frames: int = 8
     max_frames: int = 64
     frame_size: list[int] | tuple[int, int] | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    video_pool_mode: str | None = None
+    video_newline: str | None = None
     decoder_dim: int = 256
     decoder_heads: int = 8
     decoder_layers: int = 1
@@ -102,6 +115,10 @@ class SpaceVLLMConfig(PreTrainedConfig):
             raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
         if "{query}" not in self.instruction_template:
             raise ValueError("instruction_template must contain '{query}'")
+        if self.video_pool_mode not in (None, "bilinear", "average"):
+            raise ValueError(f"video_pool_mode must be bilinear or average, got {self.video_pool_mode!r}")
+        if self.video_newline not in (None, "none", "row"):
+            raise ValueError(f"video_newline must be none or row, got {self.video_newline!r}")
         if self.frame_size is not None:
             self.frame_size = [int(v) for v in self.frame_size]
 

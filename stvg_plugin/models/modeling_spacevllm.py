@@ -102,7 +102,10 @@ class SpaceVLLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "spacevllm"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    # the instance adds the backbone's LLM decoder layer and vision encoder layer classes (see __init__)
     _no_split_modules = ["QueryGuidedSpaceDecoder"]
+    # the space decoder stays fp32 whatever dtype the checkpoint is loaded in (boxes need the precision)
+    _keep_in_fp32_modules_strict = ["space_decoder"]
 
 
 class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
@@ -110,6 +113,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         super().__init__(config)
         adapter_cls = get_backbone(config.backbone)
         self.backbone = backbone if backbone is not None else adapter_cls.from_config(config.vlm_config)
+        self.backbone.configure(config)
         d = self.backbone.hidden_size
         self.st_query_embed = nn.Embedding(config.max_frames + 1, d)
         self.space_decoder = QueryGuidedSpaceDecoder(
@@ -125,6 +129,27 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
         self.space_decoder._init_reference_head()
+        self._no_split_modules = self.wrap_class_names()
+
+    def wrap_class_names(self) -> list[str]:
+        """Module classes FSDP auto-wrap (and ``device_map`` splitting) must keep whole, one unit each.
+
+        The backbone adapter is a plain ``nn.Module``, so transformers' ``post_init`` never sees the
+        wrapped VLM's own list; it is read here: the LLM decoder layer (``Qwen2DecoderLayer`` /
+        ``Qwen2_5_VLDecoderLayer``), the vision encoder layer (``SiglipEncoderLayer`` /
+        ``Qwen2_5_VLVisionBlock``) and the space decoder. Names transformers lists for classes this
+        model does not contain (SigLIP's text embeddings) are dropped: accelerate's
+        ``transformer_based_wrap`` refuses a name it cannot find in the model.
+        """
+        present = {type(m).__name__ for m in self.modules()}
+        names = {"QueryGuidedSpaceDecoder", *(getattr(self.backbone.vlm, "_no_split_modules", None) or ())}
+        return sorted(n for n in names if n in present)
+
+    def cast_for_compute(self, dtype: torch.dtype) -> SpaceVLLMForGrounding:
+        """``self.to(dtype)`` except the space decoder, which stays fp32 (see ``_keep_in_fp32_modules_strict``)."""
+        self.to(dtype)
+        self.space_decoder.float()
+        return self
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -171,12 +196,16 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """The space decoder's visual input ``[T, P, D]`` and its token grid (``decoder_visual_source``)."""
         source = self.config.decoder_visual_source
-        if source == "projected":
-            return features.tokens, features.grid_hw
         if source == "patches":
             return features.patches, features.patch_grid_hw
-        t, p, d = features.tokens.shape
-        return hidden[layout.positions(VISUAL).to(hidden.device)].reshape(t, p, d), features.grid_hw
+        if source == "projected":
+            visual = features.tokens
+        else:
+            t, p, d = features.tokens.shape
+            visual = hidden[layout.positions(VISUAL).to(hidden.device)].reshape(t, p, d)
+        if features.cell_index is not None:  # row newlines are LLM tokens, not cells of the frame's grid
+            visual = visual[:, features.cell_index.to(visual.device)]
+        return visual, features.grid_hw
 
     @torch.no_grad()
     def encode_video(self, sampled: Any) -> VideoPrefix:
@@ -510,11 +539,38 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         )
 
     # ------------------------------------------------------------------ save / load
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """Weights as safetensors (transformers 5 always writes safetensors) + config + processor."""
+    def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype | None = None, **kwargs: Any) -> None:
+        """Weights as safetensors (transformers 5 always writes safetensors) + config + processor.
+
+        ``dtype``: what the (given or own) state dict was cast to, recorded as ``config.json``'s
+        ``dtype`` (transformers would record the first parameter's dtype, which after mixed-precision
+        training is the fp32 master copy, not what was written). The space decoder is fp32 in any case.
+        """
         kwargs.pop("safe_serialization", None)
         super().save_pretrained(str(save_directory), **kwargs)
+        if dtype is not None:
+            self.config.dtype = str(dtype).removeprefix("torch.")
+            self.config.save_pretrained(str(save_directory))
         self._require_processor().save_pretrained(save_directory)
+
+    @classmethod
+    def check_checkpoint(cls, path: str | Path) -> None:
+        """Family, names and shapes of a checkpoint folder against its own config, before any allocation.
+
+        The model is built on the meta device (no memory) and compared with the safetensors headers
+        (:mod:`stvg_plugin.models.checkpoint_checks`): wrong family, missing weights or mismatched
+        shapes fail in seconds naming the folder. Folders with pickle weights only are not compared.
+        """
+        from stvg_plugin.models.backbones import BACKBONES
+        from stvg_plugin.models.checkpoint_checks import check_spacevllm_config, check_weights_match
+
+        check_spacevllm_config(path, {name: a.vlm_class.config_class.model_type for name, a in BACKBONES.items()})
+        if not any(Path(path).glob("*.safetensors")):
+            return
+        config = SpaceVLLMConfig.from_pretrained(str(path), local_files_only=True)
+        with torch.device("meta"):
+            meta = cls(config)
+        check_weights_match(path, meta)
 
     @classmethod
     def from_pretrained(
@@ -533,6 +589,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         path = Path(pretrained_model_name_or_path)
         safe = check_checkpoint_files(path, allow_pickle=allow_pickle)
         check_remote_code(path, trust_remote_code=trust_remote_code)
+        cls.check_checkpoint(path)
         kwargs.setdefault("local_files_only", True)
         # safetensors whenever the folder has them, even with allow_pickle (which only permits .bin-only folders)
         kwargs.setdefault("use_safetensors", bool(safe) or not allow_pickle)

@@ -52,18 +52,32 @@ _LARGE = {
     "max_new_tokens": 32,
     "prompt_prefix": _CHATML_PREFIX,
     "dtype": "bfloat16",
+    # training memory plan for one 141 GB GPU (BENCHMARKS.md "Memory plan"): recompute each LLM /
+    # vision layer in the backward instead of keeping its activations, a frozen vision tower, and no
+    # in-RAM frame cache (the trainer streams frames)
+    "gradient_checkpointing": True,
+    "train_parts": ["queries", "decoder", "projector", "llm"],
+    "cache_frames": False,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
     "spacevllm_tiny": {"backbone": "llava_onevision", **_TINY},
     "spacevllm_qwen25vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
-    "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384]},
+    # LLaVA-Video-7B-Qwen2 was trained with 2x2 average pooling + a newline per row (lmms-lab's
+    # mm_spatial_pool_mode=average, mm_newline_position=grid): 182 tokens per frame, kept here;
+    # bilinear + none is transformers' LLaVA-OneVision layout (196 tokens), for OneVision weights
+    "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384],
+                     "video_pool_mode": "average", "video_newline": "row"},
     "spacevllm_qwen25vl_7b": {
         "backbone": "qwen2_5_vl",
         **_LARGE,
         **_QWEN_FRAME,
         "num_frames": 32,
-        "frame_size": [336, 336],
+        # Qwen's aspect-preserving smart resize of the native frames (frame_size None): at least Qwen's
+        # own video minimum (128 * 28^2 px), at most 336^2 px = 144 tokens per frame (4 608 at 32 frames)
+        "frame_size": None,
+        "min_pixels": 128 * 28 * 28,
+        "max_pixels": 336 * 336,
     },
 }
 
@@ -71,6 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 _BUILD_KEYS = (
     "preset", "name", "size", "backbone_path", "dtype", "allow_pickle", "video_backend", "type", "tokenizer",
     "trust_remote_code",  # the caller's decision for this load only; never saved into a checkpoint's config
+    "gradient_checkpointing", "train_parts", "cache_frames", "num_layers",
 )
 # config fields a caller may change on an already trained checkpoint
 RUNTIME_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes")
@@ -96,6 +111,47 @@ def _config_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in _BUILD_KEYS}
 
 
+def reduce_depth(vlm_config: Any, num_layers: int) -> Any:
+    """Keep the first ``num_layers`` LLM layers and vision-tower layers of a VLM config (in place).
+
+    Real widths, heads and patch sizes stay: profiles and equivalence tests at real width run on a
+    CPU or a small GPU this way (``bench/gpu_profile.py --num-layers``). Qwen2.5-VL's full-attention
+    vision blocks are kept where they fall inside the new depth (the last block otherwise).
+    """
+    n = int(num_layers)
+    text = vlm_config.get_text_config()
+    text.num_hidden_layers = n
+    if getattr(text, "layer_types", None):
+        text.layer_types = list(text.layer_types)[:n]
+    vision = vlm_config.vision_config
+    if hasattr(vision, "depth"):  # Qwen2.5-VL
+        vision.depth = n
+        full = [i for i in (vision.fullatt_block_indexes or []) if i < n]
+        vision.fullatt_block_indexes = full or [n - 1]
+    else:  # SigLIP
+        vision.num_hidden_layers = n
+    return vlm_config
+
+
+def use_tokenizer_vocab(vlm_config: Any, tokenizer: Any) -> Any:
+    """Cut a real-size VLM config's vocabulary to ``tokenizer`` (+ the ``<st_query>`` placeholder) and
+    point its special token ids at the tokenizer's (in place).
+
+    For real-width tests and measurements without a real tokenizer: the embedding table and lm_head
+    are lookups, so their length changes no computed value per token, and it saves ~2 GB (bf16) per model.
+    """
+    ids = special_token_ids(tokenizer)
+    text = vlm_config.get_text_config()
+    text.vocab_size = len(tokenizer) + 1
+    text.eos_token_id, text.pad_token_id, text.bos_token_id = ids["eos"], ids["pad"], None
+    if hasattr(vlm_config, "vision_start_token_id"):  # Qwen2.5-VL
+        vlm_config.image_token_id, vlm_config.video_token_id = ids["image_pad"], ids["video"]
+        vlm_config.vision_start_token_id, vlm_config.vision_end_token_id = ids["vision_start"], ids["vision_end"]
+    else:
+        vlm_config.image_token_index, vlm_config.video_token_index = ids["image"], ids["video"]
+    return vlm_config
+
+
 def build_config(
     spec: Mapping[str, Any], vocab_size: int | None = None, special_ids: dict | None = None
 ) -> SpaceVLLMConfig:
@@ -112,6 +168,8 @@ def build_config(
             vision.image_size = int(spec["frame_size"][0])
     else:
         vlm_config = adapter.large_config()
+    if spec.get("num_layers"):
+        reduce_depth(vlm_config, int(spec["num_layers"]))
     return SpaceVLLMConfig(vlm_config=vlm_config, **_config_fields(spec))
 
 
@@ -121,7 +179,7 @@ def build_tiny_model(model_cfg: Mapping[str, Any] | str = "spacevllm_tiny") -> S
     tokenizer = build_tiny_tokenizer(spec.get("tokenizer", "chars"))
     config = build_config(spec, len(tokenizer), special_token_ids(tokenizer))
     adapter = get_backbone(spec["backbone"])
-    processor = SpaceVLLMProcessor(tokenizer, adapter.build_frame_processor(tuple(config.frame_size)), config)
+    processor = SpaceVLLMProcessor(tokenizer, adapter.frame_processor_for(config), config)
     return SpaceVLLMForGrounding.from_config_seeded(config, processor)
 
 
@@ -136,15 +194,14 @@ def build_from_backbone(model_cfg: Mapping[str, Any] | str) -> SpaceVLLMForGroun
     backbone = adapter_cls.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
     config = SpaceVLLMConfig(vlm_config=backbone.vlm.config, **_config_fields(spec))
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
-    frame_size = tuple(config.frame_size) if config.frame_size else None
-    processor = SpaceVLLMProcessor(tokenizer, adapter_cls.load_frame_processor(path, frame_size), config)
+    processor = SpaceVLLMProcessor(tokenizer, adapter_cls.load_frame_processor_for(path, config), config)
     if len(tokenizer) > backbone.vlm.get_input_embeddings().num_embeddings:
         backbone.vlm.resize_token_embeddings(len(tokenizer))  # the added <st_query> placeholder id
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(config.seed))
         model = SpaceVLLMForGrounding(config, backbone=backbone)
     model.processor = processor
-    return model.to(dtype).eval()
+    return model.cast_for_compute(dtype).eval()
 
 
 def build_meta_model(model_cfg: Mapping[str, Any] | str = "spacevllm_7b") -> SpaceVLLMForGrounding:

@@ -150,8 +150,7 @@ class SpaceVLLMProcessor:
         tokenizer = AutoTokenizer.from_pretrained(
             str(directory), local_files_only=True, trust_remote_code=bool(trust_remote_code)
         )
-        frame_size = tuple(config.frame_size) if config.frame_size else None
-        return cls(tokenizer, adapter_cls.load_frame_processor(directory, frame_size), config)
+        return cls(tokenizer, adapter_cls.load_frame_processor_for(directory, config), config)
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:

@@ -100,15 +100,19 @@ def clip_span(q: GroundingQuery, num_frames: int) -> tuple[Span | None, bool]:
 class FrameStore:
     """Sampled frames per video path: decoded once and kept in memory (``cache=True``), else on demand.
 
+    The cache holds at most ``max_bytes`` of frames per process (a 7B preset's 64 frames of 384x384
+    take ~28 MB per video): videos that do not fit are decoded again whenever drawn.
     An undecodable video is recorded in ``stats.skipped_videos`` (path -> reason) and never retried.
     """
 
     def __init__(self, num_frames: int, frame_size: tuple[int, int] | None, backend: str = "auto",
-                 cache: bool = True, stats: DataStats | None = None):
+                 cache: bool = True, stats: DataStats | None = None, max_bytes: int | None = None):
         self.num_frames = num_frames
         self.frame_size = frame_size
         self.backend = backend
         self.cache = cache
+        self.max_bytes = max_bytes
+        self.cached_bytes = 0
         self.stats = stats if stats is not None else DataStats()
         self._frames: dict[str, SampledVideo] = {}
 
@@ -121,8 +125,11 @@ class FrameStore:
                 log.warning("skipping undecodable video %s: %s", path, result.reason)
             self.stats.skipped_videos[path] = result.reason
             return None
-        if self.cache:
-            self._frames[path] = result
+        if self.cache and path not in self._frames:
+            size = int(result.frames.nbytes)
+            if self.max_bytes is None or self.cached_bytes + size <= self.max_bytes:
+                self._frames[path] = result
+                self.cached_bytes += size
         return result
 
     def preload(self, paths: Sequence[str], num_workers: int = 2) -> None:
@@ -238,12 +245,13 @@ class TrainData:
 
     def __init__(self, model: Any, samples: Sequence[TrainSample], task_weights: Mapping[str, float], *,
                  seed: int = 0, cache: bool = True, num_workers: int = 2, backend: str = "auto",
-                 max_redraws: int = 64):
+                 max_redraws: int = 64, cache_max_bytes: int | None = None):
         cfg = model.config
         self.model = model
         self.stats = DataStats()
         size = tuple(int(v) for v in cfg.frame_size) if cfg.frame_size else None
-        self.frames = FrameStore(int(cfg.num_frames), size, backend=backend, cache=cache, stats=self.stats)
+        self.frames = FrameStore(int(cfg.num_frames), size, backend=backend, cache=cache, stats=self.stats,
+                                 max_bytes=cache_max_bytes)
         self.cache = cache
         self.num_workers = num_workers
         self.max_redraws = max_redraws

@@ -91,25 +91,39 @@ def has_lora(model: nn.Module) -> bool:
     return any("lora_" in n for n, _ in model.named_parameters())
 
 
-def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict with any LoRA deltas folded into their base weights and peft names removed."""
+def _lora_delta(module: Any, name: str, adapter: str, state: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+    """``B @ A * scaling`` from the (gathered) state dict when it holds both factors, else peft's own."""
+    a_key, b_key = f"{name}.lora_A.{adapter}.weight", f"{name}.lora_B.{adapter}.weight"
+    if state is not None and a_key in state and b_key in state and state[a_key].ndim == 2:
+        delta = (state[b_key].float() @ state[a_key].float()) * float(module.scaling[adapter])
+        return delta.T if getattr(module, "fan_in_fan_out", False) else delta
+    return module.get_delta_weight(adapter)
+
+
+def plain_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict with any LoRA deltas folded into their base weights and peft names removed.
+
+    ``state``: a state dict gathered elsewhere (``accelerator.get_state_dict``, full tensors under
+    FSDP / ZeRO-3); default the model's own. The deltas are computed from its LoRA factors.
+    """
     from peft.tuners.lora import LoraLayer
 
+    state = model.state_dict() if state is None else state
     deltas: dict[str, torch.Tensor] = {}
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer):
             delta = None
             for adapter in module.active_adapters:
                 if adapter in module.lora_A:
-                    d = module.get_delta_weight(adapter)
+                    d = _lora_delta(module, name, adapter, state)
                     delta = d if delta is None else delta + d
             if delta is not None:
                 deltas[f"{name}.base_layer.weight"] = delta
     out: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
         if "lora_" in key:
             continue
-        value = value + deltas[key].to(value.dtype) if key in deltas else value
+        value = (value.float() + deltas[key].float()).to(value.dtype) if key in deltas else value
         out[key.replace(_LORA_PREFIX, "").replace(".base_layer.", ".")] = value.detach().clone()
     return out
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from stvg_plugin.data import GroundingQuery, StvgError, atomic_write_text
 from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, expand_tasks
@@ -28,6 +30,18 @@ def clean_spec(model_cfg: Mapping[str, Any] | str) -> dict[str, Any] | str:
     if isinstance(model_cfg, str):
         return model_cfg
     return {k: v for k, v in model_cfg.items() if v is not None and k not in _SPEC_DROP}
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute every LLM decoder layer and vision encoder layer in the backward pass (non-reentrant).
+
+    transformers' own switch on the wrapped VLM (the adapter is a plain module, so the outer
+    model's call would not reach it). Non-reentrant checkpointing gives gradients equal to the plain
+    backward (test) and works with frozen inputs and LoRA. Active only in ``train()`` mode.
+    """
+    vlm = model.backbone.vlm
+    enable = getattr(vlm, "activation_checkpointing_enable", None) or vlm.gradient_checkpointing_enable
+    enable({"use_reentrant": False})
 
 
 def build_model(model_cfg: Mapping[str, Any] | str, init_checkpoint: str | Path | None = None) -> Any:
@@ -49,7 +63,9 @@ def build_model(model_cfg: Mapping[str, Any] | str, init_checkpoint: str | Path 
     if spec.get("backbone_path"):
         return build_from_backbone(spec)
     if spec.get("size") == "tiny":
-        return build_tiny_model(spec)
+        model = build_tiny_model(spec)
+        # a tiny spec with a dtype is loaded like a 7B preset (bf16 weights): the precision tests use it
+        return model.cast_for_compute(getattr(torch, spec["dtype"])) if spec.get("dtype") else model
     raise StvgError(f"model {spec.get('preset') or spec.get('backbone')!r} has no weights to start from: "
                     "set model.backbone_path (a local base VLM) or init_checkpoint=DIR")
 
@@ -62,25 +78,34 @@ def prepare(
     trainer: Mapping[str, Any] | TrainerConfig | None = None,
     task_weights: Mapping[str, float] | None = None,
     derive_tasks: Sequence[str] = (),
-    train_parts: Sequence[str] = PARTS,
+    train_parts: Sequence[str] | None = None,
     lora: Mapping[str, Any] | None = None,
     resume: Any = "auto",
     init_checkpoint: str | Path | None = None,
 ) -> Trainer:
+    """``train_parts`` / ``trainer.cache_frames`` ``None`` = the preset's choice (the real presets: a
+    frozen vision tower, no frame cache; tiny: everything trains, frames cached). The preset's
+    ``gradient_checkpointing`` (on for the real presets) is applied here, before LoRA wraps the LLM."""
+    from stvg_plugin.models.presets import resolve_spec
+
     cfg = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig.from_mapping(dict(trainer or {}))
     if cfg.num_threads:
-        import torch
-
         torch.set_num_threads(int(cfg.num_threads))
+    spec = resolve_spec(clean_spec(model_cfg))
     model = build_model(model_cfg, init_checkpoint)
+    if spec.get("gradient_checkpointing"):
+        enable_gradient_checkpointing(model)
     if lora:
         apply_lora(model, lora.get("r", 8), lora.get("alpha", 16), lora.get("target_modules", ["q_proj", "v_proj"]),
                    lora.get("dropout", 0.0))
+    if train_parts is None:
+        train_parts = spec.get("train_parts") or PARTS
     counts = set_trainable(model, list(train_parts), lora=bool(lora))
     log.info(summarize(counts, model))
     samples = expand_tasks(queries, derive_tasks)
     weights = dict(task_weights) if task_weights is not None else {"stvg": 1.0}
-    data = TrainData(model, samples, weights, seed=cfg.seed, cache=cfg.cache_frames,
+    cache = cfg.cache_frames if cfg.cache_frames is not None else bool(spec.get("cache_frames", True))
+    data = TrainData(model, samples, weights, seed=cfg.seed, cache=cache, cache_max_bytes=cfg.cache_max_bytes,
                      num_workers=cfg.num_workers, backend=cfg.video_backend)
     if data.stats.skipped_videos:
         print(f"skipping {len(data.stats.skipped_videos)} undecodable videos "

@@ -55,8 +55,10 @@ class TrainerConfig:
     seed: int = 0
     num_threads: int | None = None
     mixed_precision: str = "auto"
+    save_dtype: str = "auto"
     device: str = "auto"
-    cache_frames: bool = True
+    cache_frames: bool | None = None
+    cache_max_bytes: int = 2 * 1024**3
     num_workers: int = 2
     video_backend: str = "auto"
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
@@ -82,6 +84,41 @@ def mixed_precision_mode(setting: str) -> str:
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def prepare_master_weights(model: torch.nn.Module, mode: str, *, uniform: bool = False) -> dict[str, int]:
+    """fp32 master weights for every trainable parameter, before the optimizer is built.
+
+    Why: a 7B model is loaded in bf16 (``dtype`` of the real presets). AdamW on bf16 weights loses
+    every update smaller than half a bf16 step (2^-8 relative): a weight equal to 1.0 never moves at
+    lr 1e-4, so norm layers freeze and most small updates round away. So, as accelerate's mixed
+    precision expects, trainable parameters are held in fp32 (hence AdamW's state is fp32 too) and the
+    forward runs under accelerate's bf16 autocast (``mixed_precision=bf16``). Frozen parameters stay
+    in the load dtype (a frozen vision tower or base LLM under LoRA costs half the memory in bf16;
+    autocast computes in bf16 anyway). ``mode == "no"`` (full precision) or ``uniform`` (FSDP: a flat
+    parameter needs one dtype; FSDP's own mixed precision then computes in bf16) casts everything to
+    fp32. Returns the count of parameters per dtype after the cast.
+    """
+    if mode == "no" or uniform:
+        model.float()
+    else:
+        for p in model.parameters():
+            if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+                p.data = p.data.float()
+    counts: dict[str, int] = {}
+    for p in model.parameters():
+        key = str(p.dtype).removeprefix("torch.")
+        counts[key] = counts.get(key, 0) + p.numel()
+    return counts
+
+
+def save_dtype(setting: str, mode: str) -> torch.dtype:
+    """The dtype final/checkpoint ``model/`` folders hold: ``auto`` = bf16 after bf16 training, else fp32."""
+    if setting == "auto":
+        return torch.bfloat16 if mode == "bf16" else torch.float32
+    if setting not in ("float32", "bfloat16", "float16"):
+        raise StvgError(f"trainer.save_dtype must be auto, float32, bfloat16 or float16, got {setting!r}")
+    return getattr(torch, setting)
 
 
 def example_losses(out: Any, ex: TrainExample, weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
@@ -118,15 +155,22 @@ class Trainer:
         self.data = data
         if cfg.num_threads:
             torch.set_num_threads(int(cfg.num_threads))
+        self.mode = mixed_precision_mode(cfg.mixed_precision)
+        self.save_dtype = save_dtype(cfg.save_dtype, self.mode)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=cfg.grad_accum,
-            mixed_precision=mixed_precision_mode(cfg.mixed_precision),
+            mixed_precision=self.mode,
             cpu=cfg.device == "cpu",
             # rec examples have no answer (no LM loss) and box_head=text skips decoder boxes: DDP must
             # tolerate parameters without a gradient in some steps
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         set_seed(cfg.seed)
+        from accelerate.utils import DistributedType
+
+        uniform = self.accelerator.distributed_type == DistributedType.FSDP
+        self.param_dtypes = prepare_master_weights(model, self.mode, uniform=uniform)
+        log.info("parameters per dtype after the master-weight cast: %s", self.param_dtypes)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise StvgError("no trainable parameters (check train_parts)")
@@ -144,13 +188,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_model(self, directory: str | Path) -> Path:
-        """The model core's format (safetensors + config + processor); LoRA folded in."""
+        """The model core's format (safetensors + config + processor); LoRA folded in.
+
+        Every process must call it: the state dict is gathered through the accelerator (under FSDP /
+        DeepSpeed ZeRO-3 each process holds a shard only), then the main process writes it in
+        ``trainer.save_dtype`` (the space decoder stays fp32); ``config.json``'s ``dtype`` says which.
+        """
         directory = Path(directory)
-        model = self.unwrapped
-        if has_lora(model):
-            model.save_pretrained(directory, state_dict=plain_state_dict(model))
-        else:
-            model.save_pretrained(directory)
+        state = self.accelerator.get_state_dict(self.model)
+        if self.accelerator.is_main_process:
+            model = self.unwrapped
+            if has_lora(model):
+                state = plain_state_dict(model, state)
+            state = {k: v.to(self.save_dtype) if v.is_floating_point() and not k.startswith("space_decoder.") else v
+                     for k, v in state.items()}
+            model.save_pretrained(directory, state_dict=state, dtype=self.save_dtype)
         return directory
 
     def save_checkpoint(self) -> Path:
@@ -163,8 +215,8 @@ class Trainer:
         tmp = ckpt.checkpoint_root(self.output_dir) / f".tmp_{ckpt.checkpoint_name(self.step)}"
         acc.save_state(str(tmp / "state"))
         acc.wait_for_everyone()
+        self.save_model(tmp / "model")
         if acc.is_main_process:
-            self.save_model(tmp / "model")
             state = {"step": self.step, "max_steps": self.cfg.max_steps, "data": self.data.stats.to_json()}
             ckpt.publish(tmp, self.output_dir, self.step, state, self.cfg.keep_last)
         acc.wait_for_everyone()
@@ -272,9 +324,12 @@ class Trainer:
         """``output_dir/final/``: the trained model, loadable by ``stvg predict checkpoint=...``."""
         self.accelerator.wait_for_everyone()
         final = self.output_dir / "final"
-        if self.accelerator.is_main_process:  # written aside and renamed: a kill never leaves a half final/
-            tmp = ckpt.fresh_dir(self.output_dir / ".tmp_final")
-            self.save_model(tmp)
+        tmp = self.output_dir / ".tmp_final"  # written aside and renamed: a kill never leaves a half final/
+        if self.accelerator.is_main_process:
+            ckpt.fresh_dir(tmp)
+        self.accelerator.wait_for_everyone()
+        self.save_model(tmp)  # every process: the state dict is gathered through the accelerator
+        if self.accelerator.is_main_process:
             ckpt.replace_dir(tmp, final)
         self.accelerator.wait_for_everyone()
         return final

@@ -53,6 +53,8 @@ class FrameFeatures:
     grid_hw: tuple[int, int]
     patches: torch.Tensor  # [T, G, D]
     patch_grid_hw: tuple[int, int]
+    #: indices into the P tokens that are grid cells (``None``: all); row newlines are not
+    cell_index: torch.Tensor | None = None
 
 
 class BackboneAdapter(nn.Module):
@@ -70,6 +72,9 @@ class BackboneAdapter(nn.Module):
         super().__init__()
         self.vlm = vlm
 
+    def configure(self, config: Any) -> None:
+        """Read the ``SpaceVLLMConfig`` switches this backbone uses (called once by the model)."""
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, vlm_config: PreTrainedConfig) -> BackboneAdapter:
@@ -80,12 +85,29 @@ class BackboneAdapter(nn.Module):
     def from_pretrained(
         cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None
     ) -> BackboneAdapter:
-        """Load a local transformers checkpoint of the wrapped class (never from a hub)."""
+        """Load a local transformers checkpoint of the wrapped class (never from a hub).
+
+        Before any weights are allocated: the folder's ``model_type`` must be the wrapped class's
+        and its safetensors must hold the parameter count of the model its config describes (built on
+        the meta device); after loading, more than a small fraction of parameters left uninitialised
+        is an error naming the keys (:mod:`stvg_plugin.models.checkpoint_checks`).
+        """
+        from stvg_plugin.models.checkpoint_checks import check_loading_info, check_model_type, check_parameter_count
+
         if not Path(path).is_dir():
             raise StvgError(f"backbone checkpoint folder not found: {path}")
-        vlm = cls.vlm_class.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
+        config_class = getattr(cls.vlm_class, "config_class", None)  # None: not a transformers class, no checks
+        if config_class is not None:
+            check_model_type(path, [config_class.model_type], f"the {cls.name} backbone")
+            config = config_class.from_pretrained(str(path), local_files_only=True)
+            with torch.device("meta"):
+                meta = cls.vlm_class._from_config(config)
+            check_parameter_count(path, meta)
+        vlm, info = cls.vlm_class.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True,
+            output_loading_info=True,
         )
+        check_loading_info(path, vlm, info)
         return cls(vlm)
 
     @staticmethod
@@ -105,6 +127,16 @@ class BackboneAdapter(nn.Module):
     @staticmethod
     def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> Any:
         raise NotImplementedError
+
+    @classmethod
+    def frame_processor_for(cls, config: Any) -> Any:
+        """The frame processor a random-initialised model of ``config`` (a ``SpaceVLLMConfig``) needs."""
+        return cls.build_frame_processor(tuple(config.frame_size) if config.frame_size else None)
+
+    @classmethod
+    def load_frame_processor_for(cls, path: str | Path, config: Any) -> Any:
+        """The base checkpoint's own frame processor, with ``config``'s overrides (frame size, pixel bounds)."""
+        return cls.load_frame_processor(path, tuple(config.frame_size) if config.frame_size else None)
 
     # ------------------------------------------------------------------ model pieces
     @property

@@ -3,8 +3,21 @@
 Frames go through transformers' own ``get_video_features`` (vision tower -> projector -> 2x2
 bilinear pooling), giving ``P = ceil(g/2)^2`` tokens per frame for a ``g x g`` patch grid (196 at
 384 px / patch 14). The projector's output before the pooling (``g x g``, caught with a forward hook
-so the path stays transformers' own) is offered to the space decoder as the finer grid (ours). The single ``image_newline`` LLaVA appends after a whole video is dropped: our
-frames are interleaved with text and query tokens, so every frame already ends in text (ours).
+so the path stays transformers' own) is offered to the space decoder as the finer grid (ours).
+
+Two token layouts (``video_pool_mode`` / ``video_newline`` in the config, read from the checkpoint's
+config when it carries lmms-lab's ``mm_spatial_pool_mode`` / ``mm_newline_position``):
+
+* ``bilinear`` + ``none`` (default; transformers' LLaVA-OneVision): 196 tokens per frame. The single
+  ``image_newline`` transformers appends after the whole video is dropped: our frames are interleaved
+  with text and query tokens, so every frame already ends in text (ours).
+* ``average`` + ``row``: lmms-lab LLaVA-Video's training layout, 2x2 average pooling of the projected
+  27x27 grid to 13x13 and ``image_newline`` after every row: 13 x 14 = 182 tokens per frame. Use it
+  with weights trained that way (the original LLaVA-Video release, converted).
+
+How time reaches this backbone: as text. Every frame is preceded by ``frame_template`` ("Frame 3 at
+12.50 s:"); LLaVA-Video has no temporal position ids (1-D RoPE over the flat sequence), and writing
+the seconds is how its own video prompts give time ("...frames are located at 0.00s, 0.50s, ...").
 """
 
 from __future__ import annotations
@@ -115,12 +128,44 @@ class LlavaOnevisionAdapter(BackboneAdapter):
             size=size, image_mean=cfg.get("image_mean", [0.5] * 3), image_std=cfg.get("image_std", [0.5] * 3)
         )
 
+    pool_mode: str = "bilinear"
+    newline: str = "none"
+
+    def configure(self, config: Any) -> None:
+        """Token layout from the config, else the checkpoint's lmms-lab keys, else transformers' default."""
+        vlm_cfg = self.vlm.config
+        pool = config.video_pool_mode or getattr(vlm_cfg, "mm_spatial_pool_mode", None) or "bilinear"
+        newline = config.video_newline
+        if newline is None:
+            newline = "row" if getattr(vlm_cfg, "mm_newline_position", None) == "grid" else "none"
+        if pool not in ("bilinear", "average"):
+            raise ValueError(f"video pooling {pool!r} is not supported (bilinear | average)")
+        self.pool_mode, self.newline = pool, newline
+
     def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
         out = processor(images=list(frames), return_tensors="pt")
         return {"pixel_values_videos": out["pixel_values"][None]}  # [1, T, 3, H, W]
 
+    def _lmms_layout(self, patches: torch.Tensor, g: int) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]:
+        """``[T, g*g, D]`` projected patches -> the configured pooling (+ row newlines): tokens, grid, cells."""
+        t, _, d = patches.shape
+        grid = patches.reshape(t, g, g, d).permute(0, 3, 1, 2)
+        if self.pool_mode == "average":
+            pooled = torch.nn.functional.avg_pool2d(grid, kernel_size=2, stride=2)  # lmms-lab get_2dPool
+        else:
+            size = math.ceil(g / 2)
+            pooled = torch.nn.functional.interpolate(grid, size=(size, size), mode="bilinear")
+        rows, cols = int(pooled.shape[-2]), int(pooled.shape[-1])
+        tokens = pooled.permute(0, 2, 3, 1)  # [T, rows, cols, D]
+        if self.newline != "row":
+            return tokens.reshape(t, rows * cols, d), (rows, cols), None
+        newline = self.vlm.model.image_newline.to(tokens.dtype)[None, None, None, :].expand(t, rows, 1, d)
+        tokens = torch.cat([tokens, newline], dim=2).reshape(t, rows * (cols + 1), d)
+        cells = torch.arange(rows * (cols + 1)).reshape(rows, cols + 1)[:, :cols].reshape(-1)
+        return tokens, (rows, cols), cells
+
     def frame_features(self, pixel_inputs: dict[str, torch.Tensor]) -> FrameFeatures:
-        pixels = pixel_inputs["pixel_values_videos"].to(self.vlm.device, self.vlm.dtype)
+        pixels = pixel_inputs["pixel_values_videos"].to(self.vlm.device, self.vlm.model.vision_tower.dtype)
         num_frames = pixels.shape[1]
         cfg = self.vlm.config
         caught: list[torch.Tensor] = []
@@ -138,13 +183,17 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         g = cfg.vision_config.image_size // cfg.vision_config.patch_size  # apply_pooling's grid
         pooled = math.ceil(g / 2)
         patches = caught[0].reshape(num_frames, -1, caught[0].shape[-1])
+        grid_hw, cells = (pooled, pooled), None
         if patches.shape[1] != g * g:  # a "default" feature strategy or an odd grid: no finer grid to offer
             patches, patch_grid = tokens, (pooled, pooled)
         else:
             patch_grid = (g, g)
+            if (self.pool_mode, self.newline) != ("bilinear", "none"):
+                tokens, grid_hw, cells = self._lmms_layout(patches, g)
         return FrameFeatures(
             tokens=tokens,
-            grid_hw=(pooled, pooled),
+            grid_hw=grid_hw,
             patches=patches,
             patch_grid_hw=patch_grid,
+            cell_index=cells,
         )

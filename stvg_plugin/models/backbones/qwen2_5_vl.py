@@ -6,6 +6,13 @@ group per *two* frames. Feeding each frame as an image keeps one group, hence on
 fill the 2-frame temporal patch, which doubles the patch-embedding input but not the LLM tokens.
 Position ids are Qwen's 3-D M-RoPE from transformers' own ``get_rope_index`` (images: no temporal
 spacing; the frame's time is in the prompt text instead).
+
+How time reaches this backbone, and why: as text ("Frame 3 at 12.50 s: <|vision_start|>...").
+Qwen2.5-VL's video path gives *absolute time ids* (M-RoPE temporal positions spaced by
+``tokens_per_second`` x seconds per 2-frame group), but only per frame *pair*; fed as images, each
+frame's temporal position just follows the sequence, so the seconds are written in the prompt, as
+Open-o3 Video does. Frames keep their aspect ratio: Qwen's smart resize under ``min_pixels`` /
+``max_pixels`` (see :meth:`Qwen25VLAdapter.build_frame_processor`).
 """
 
 from __future__ import annotations
@@ -95,25 +102,74 @@ class Qwen25VLAdapter(BackboneAdapter):
         )
 
     @staticmethod
-    def build_frame_processor(frame_size: tuple[int, int], patch_size: int = 8) -> Qwen2VLImageProcessorPil:
-        h, w = frame_size
+    def build_frame_processor(
+        frame_size: tuple[int, int] | None,
+        patch_size: int = 8,
+        *,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ) -> Qwen2VLImageProcessorPil:
+        """Qwen's own image processor: its *smart resize* keeps each frame's aspect ratio, rounds both
+        sides to multiples of ``patch_size * 2`` (28 px at 7B) and scales the pixel count into
+        ``[min_pixels, max_pixels]`` (a 640x360 frame becomes 448x252 under a 336^2 budget), as
+        Qwen2.5-VL was trained. Without bounds, ``frame_size``'s area is both bounds (tiny presets:
+        frames already arrive at ``frame_size``). ``patch_size`` must be the vision config's (14 at 7B).
+        """
+        if min_pixels is None and max_pixels is None:
+            if frame_size is None:
+                raise ValueError("the qwen2_5_vl frame processor needs frame_size or min_pixels/max_pixels")
+            min_pixels = max_pixels = int(frame_size[0]) * int(frame_size[1])
         return Qwen2VLImageProcessorPil(
             patch_size=patch_size,
             merge_size=2,
             temporal_patch_size=2,
-            min_pixels=h * w,
-            max_pixels=h * w,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
             image_mean=[0.5] * 3,
             image_std=[0.5] * 3,
         )
 
+    @classmethod
+    def frame_processor_for(cls, config: Any) -> Qwen2VLImageProcessorPil:
+        """Patch size from the vision config (a fixed 8 crashed the 7B preset) and the config's pixel bounds."""
+        return cls.build_frame_processor(
+            tuple(config.frame_size) if config.frame_size else None,
+            int(config.vlm_config.vision_config.patch_size),
+            min_pixels=config.min_pixels,
+            max_pixels=config.max_pixels,
+        )
+
     @staticmethod
-    def load_frame_processor(path: str | Path, frame_size: tuple[int, int] | None) -> Qwen2VLImageProcessorPil:
+    def load_frame_processor(
+        path: str | Path,
+        frame_size: tuple[int, int] | None,
+        *,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ) -> Qwen2VLImageProcessorPil:
+        """The checkpoint's processor (mean/std, patch and merge sizes, its own pixel bounds); explicit
+        ``min_pixels`` / ``max_pixels`` replace its bounds, else a ``frame_size`` fixes the area."""
         proc = Qwen2VLImageProcessorPil.from_pretrained(str(path), local_files_only=True)
-        if frame_size is not None:
+        if min_pixels is not None or max_pixels is not None:
+            size = dict(proc.size or {})
+            if min_pixels is not None:
+                size["shortest_edge"] = int(min_pixels)
+            if max_pixels is not None:
+                size["longest_edge"] = int(max_pixels)
+            proc.size = size
+        elif frame_size is not None:
             pixels = int(frame_size[0]) * int(frame_size[1])
             proc.size = {"shortest_edge": pixels, "longest_edge": pixels}
         return proc
+
+    @classmethod
+    def load_frame_processor_for(cls, path: str | Path, config: Any) -> Qwen2VLImageProcessorPil:
+        return cls.load_frame_processor(
+            path,
+            tuple(config.frame_size) if config.frame_size else None,
+            min_pixels=config.min_pixels,
+            max_pixels=config.max_pixels,
+        )
 
     def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
         out = processor(images=list(frames), return_tensors="pt")
