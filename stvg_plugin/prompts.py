@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from stvg_plugin.parsing import CoordHint
 
@@ -55,23 +56,41 @@ class PromptStyle:
     footer: str
     coords: str
     box_scale: str
+    #: a recipe's own instruction per task (``stvg_plugin.recipes``), else :data:`TASK_INSTRUCTIONS`
+    instructions: tuple[tuple[str, str], ...] = ()
+    time_unit: str = "seconds"
+    box_order: str = "xyxy"
 
     def prefix(self, timestamps: Sequence[float]) -> str:
         """The video part of the prompt (same for every query on the video)."""
         frames = "".join(self.frame_line.format(k=k, t=float(t)) for k, t in enumerate(timestamps, start=1))
         return self.header + f"The video has {len(timestamps)} sampled frames:\n" + frames
 
-    def suffix(self, query: str, duration_s: float, task: str = "stvg") -> str:
-        """The question part: instruction for ``task`` (``stvg`` | ``tvg`` | ``rec``) and the turn end."""
+    def question(self, query: str, duration_s: float, task: str = "stvg") -> str:
+        """The instruction for ``task`` (``stvg`` | ``tvg`` | ``rec``), without chat markers."""
         if task not in TASK_INSTRUCTIONS:
             raise ValueError(f"task must be one of {tuple(TASK_INSTRUCTIONS)}, got {task!r}")
-        text = TASK_INSTRUCTIONS[task].format(query=query.strip(), duration=float(duration_s), coords=self.coords)
-        return text + self.footer
+        template = dict(self.instructions).get(task, TASK_INSTRUCTIONS[task])
+        return template.format(query=query.strip(), duration=float(duration_s), coords=self.coords)
+
+    def suffix(self, query: str, duration_s: float, task: str = "stvg") -> str:
+        """The question part: instruction for ``task`` and the turn end."""
+        return self.question(query, duration_s, task) + self.footer
+
+    def messages(self, timestamps: Sequence[float], images: Sequence[dict], question: str) -> list[dict]:
+        """The same request as OpenAI-style chat messages (``images``: one content item per frame), for a
+        server that applies its own chat template: the text equals :meth:`prefix` + :meth:`suffix` without
+        this style's chat markers and image placeholders."""
+        content: list[dict] = [{"type": "text", "text": f"The video has {len(timestamps)} sampled frames:\n"}]
+        for k, (t, image) in enumerate(zip(timestamps, images), start=1):
+            content += [{"type": "text", "text": f"Frame {k} at {float(t):.2f} s: "}, image, {"type": "text", "text": "\n"}]
+        content.append({"type": "text", "text": question})
+        return [{"role": "user", "content": content}]
 
     def coord_hint(self) -> CoordHint:
-        return CoordHint(time_unit="seconds", box_scale=self.box_scale, index_base=1)
+        return CoordHint(time_unit=self.time_unit, box_scale=self.box_scale, index_base=1, box_order=self.box_order)
 
-    def replace(self, **changes: str) -> PromptStyle:
+    def replace(self, **changes: Any) -> PromptStyle:
         return dataclasses.replace(self, **changes)
 
 
@@ -119,5 +138,5 @@ def resolve_style(style: PromptStyle | str | dict | None, family: str) -> Prompt
         unknown = sorted(set(style) - fields)
         if unknown:
             raise ValueError(f"style: unknown field(s) {unknown}; known: {sorted(fields)}")
-        return get_style(family).replace(**{str(k): str(v) for k, v in style.items()})
+        return get_style(family).replace(**{str(k): v for k, v in style.items()})
     raise ValueError(f"style must be a family name or a mapping of PromptStyle fields, got {type(style).__name__}")

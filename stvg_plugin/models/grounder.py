@@ -166,7 +166,7 @@ def load_grounder(
 
 
 _PROMPTED_KEYS = ("num_frames", "sample_fps", "max_frames", "frame_size", "max_pixels", "max_new_tokens", "style",
-                  "family", "reuse_video_cache", "allow_pickle")
+                  "family", "recipe", "reuse_video_cache", "allow_pickle")
 
 
 def _load_prompted(spec: Mapping[str, Any], checkpoint: str | Path | None, device: str | torch.device):

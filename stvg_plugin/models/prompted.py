@@ -33,6 +33,7 @@ from stvg_plugin.models.decoding import fill_prediction_boxes
 from stvg_plugin.models.families import FamilySpec, family_for_model_type, get_family
 from stvg_plugin.parsing import parse_answer
 from stvg_plugin.prompts import PromptStyle, resolve_style
+from stvg_plugin.recipes import get_recipe
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
 
 _END_MARKERS = ("<|im_end|>", "<|endoftext|>")
@@ -69,6 +70,7 @@ class PromptedGrounder:
         *,
         family: str | FamilySpec = "qwen2_5_vl",
         style: PromptStyle | str | dict | None = None,
+        recipe: str | None = None,
         num_frames: int | None = 8,
         sample_fps: float | None = None,
         max_frames: int | None = None,
@@ -86,6 +88,9 @@ class PromptedGrounder:
         self.image_processor = image_processor
         self.processor = spec.make_processor(tokenizer, image_processor, getattr(model, "config", None))
         self.style = resolve_style(style, spec.name)
+        if recipe:
+            self.style = get_recipe(str(recipe)).apply(self.style)
+        self.recipe = recipe or "default"
         self.sampling = {"num_frames": num_frames, "fps": sample_fps, "max_frames": max_frames, "size": frame_size}
         self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
