@@ -54,6 +54,10 @@ def read_partial(path: Path) -> dict[str, dict]:
     return done
 
 
+def write_json_atomic(path: Path, obj: dict) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
 def run(cfg: DictConfig, output_dir: Path) -> Path:
     from stvg_plugin.models import load_grounder
 
@@ -80,6 +84,13 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
                 done[pred.qid] = obj
                 fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
                 fh.flush()
+
+        summary = getattr(grounder, "run_summary", None)
+        if summary is not None:  # served backends: requests, cache hits, latency, tokens (never the key)
+            stats = summary()
+            write_json_atomic(output_dir / "run_summary.json", stats)
+            print(f"served: {stats['requests']} requests, {stats['cache_hits']} cached, {stats['errors']} errors, "
+                  f"{stats['prompt_tokens']} prompt + {stats['completion_tokens']} completion tokens")
 
     ordered = [done[q.qid] for q in queries if q.qid in done]
     out = output_dir / "predictions.jsonl"

@@ -141,6 +141,10 @@ def load_grounder(
     """
     if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "prompted":
         return _load_prompted(model_cfg, checkpoint, device)
+    if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "openai_compatible":
+        from stvg_plugin.models.served import load_served
+
+        return load_served(dict(model_cfg))
     spec = resolve_spec(model_cfg)
     if checkpoint is not None:
         dtype = spec.get("dtype")
