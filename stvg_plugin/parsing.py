@@ -795,6 +795,8 @@ def _to_pixels(boxes: list[_RawBox], ctx: _Context, out: ParsedAnswer) -> list[l
                 result.append(None)
                 continue
             sx, sy = W / div, H / div
+        if (sx, sy) != (1.0, 1.0) and "coords_rescaled" not in ctx.flags:
+            ctx.flags.append("coords_rescaled")  # not in pixels of the original frame: counted by `evaluate`
         result.append([x1 * sx, y1 * sy, x2 * sx, y2 * sy])
     return result
 

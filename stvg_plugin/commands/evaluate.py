@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from stvg_plugin.adapters import default_protocol
+from stvg_plugin.answer_report import answer_report, format_answer_report
 from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
 from stvg_plugin.data import iter_predictions, write_json, write_jsonl
 from stvg_plugin.metrics import PROTOCOLS, evaluate
@@ -32,9 +33,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
                       box_fill=cfg.get("box_fill", "none"))
     summary = dict(result.summary)
     summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions)})
+    by_family = answer_report(iter_predictions(predictions))  # text answers only; {} for the model core
+    if by_family:
+        summary["answers_by_family"] = by_family
     write_jsonl(output_dir / "per_query.jsonl", result.per_query)
     write_json(output_dir / "summary.json", summary)
     print(result.to_table())
+    for line in format_answer_report(by_family):
+        print(line)
     failed = [row for row in result.per_query if row.get("error")]
     if failed:
         print(f"{len(failed)} queries have no answer because of an error (scored 0):")
