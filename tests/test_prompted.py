@@ -140,3 +140,12 @@ def test_answer_in_the_requested_format_parses_exactly():
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown prompt family"):
         get_style("gpt5")
+
+
+def test_prefix_pass_keeps_last_position_logits_only(tiny_ckpt: Path, queries: list[GroundingQuery]):
+    grounder = PromptedGrounder.from_pretrained(tiny_ckpt, **GEN)
+    shapes: list[tuple[int, ...]] = []
+    handle = grounder.model.register_forward_hook(lambda _m, _a, out: shapes.append(tuple(out.logits.shape)))
+    prefix = grounder._encode_video(sample_video(queries[0].video, num_frames=4))
+    handle.remove()
+    assert prefix.input_ids.shape[1] > 100 and shapes == [(1, 1, grounder.model.config.text_config.vocab_size)]
