@@ -133,3 +133,16 @@ def test_shipped_7b_config_sets_family_and_pixel_budget():
 
     cfg = yaml.safe_load((Path(__file__).parents[1] / "conf/model/prompted_qwen2_5_vl_7b.yaml").read_text())
     assert cfg["family"] == "qwen2_5_vl" and 0 < cfg["max_pixels"] <= 1003520
+
+
+def test_generic_prompted_config_takes_the_family_from_the_checkpoint(ckpts: dict[str, Path], synth_dir: Path,
+                                                                       tmp_path: Path):
+    out = tmp_path / "out"
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text((synth_dir / "annotations.jsonl").read_text().splitlines()[0] + "\n")
+    code = main(["predict", "model=prompted", f"checkpoint={ckpts['internvl']}", f"annotations={ann}",
+                 f"video_root={synth_dir}", f"output_dir={out}", "model.num_frames=2", "model.max_new_tokens=8",
+                 "model.dtype=float32", "model.recipe=gemini"])
+    assert code == 0
+    pred = json.loads((out / "predictions.jsonl").read_text())
+    assert pred["extra"]["backend"] == "prompted:internvl" and "error" not in pred
