@@ -178,6 +178,23 @@ def test_stvg_prompted_tiny_qwen(data: dict) -> None:
     assert results["parse_failed,none"] == pytest.approx(sum(p.parse_failed for p in preds) / len(preds))
 
 
+def test_stvg_prompted_other_families_with_a_recipe(data: dict) -> None:
+    """The lmms-eval model runs any family (read from the checkpoint) and takes recipe=."""
+    from stvg_plugin.models.prompted import build_tiny_prompted
+
+    ckpt = build_tiny_prompted(data["root"] / "tiny_llava_ov", seed=0, family="llava_onevision")
+    out = data["root"] / "out_prompted_llava_ov"
+    proc = _stvg_lmms(
+        ["--model", "stvg_prompted", "--model_args", f"pretrained={ckpt},num_frames=2,max_new_tokens=16,recipe=stvg_o1",
+         "--tasks", "stvg_synthetic", "--output_path", str(out), "--log_samples"],
+        data["env"],
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    preds = list(read_samples(find_samples(out, "stvg_synthetic")[0]))
+    good = [p for p in preds if p.error is None]
+    assert good and all(p.extra["backend"] == "prompted:llava_onevision" for p in good)
+
+
 def test_missing_annotation_env_var_is_named_with_exit_2(tmp_path: Path) -> None:
     proc = _stvg_lmms(["--model", "spacevllm", "--model_args", "pretrained=spacevllm_tiny", "--tasks", "stvg_hcstvg_v2"],
                       _env(tmp_path))
