@@ -130,6 +130,10 @@ class ReferenceServer:
                     self._send(fault, json.dumps({"error": {"message": f"injected {fault}"}}).encode(),
                                {"Retry-After": "0"} if fault == 429 else None)
                     return
+                if fault == "echo_key":  # a careless server quoting the request's credentials back
+                    self._send(400, json.dumps({"error": f"bad request from {self.headers.get('Authorization')}"})
+                               .encode())
+                    return
                 if fault == "garbage":
                     self._send(200, b"<html>502 bad gateway</html>")
                     return

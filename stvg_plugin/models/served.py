@@ -71,8 +71,10 @@ class _Stats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _clip(text: str) -> str:
+def _clip(text: str, secret: str | None = None) -> str:
     text = " ".join(str(text).split())
+    if secret:
+        text = text.replace(secret, "***")  # a server that echoes the key must not put it in our outputs
     return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS] + "..."
 
 
@@ -170,7 +172,8 @@ class ServedGrounder:
             key = f"the API key from ${self.api_key_env}" if self.api_key_env else "no API key (set api_key_env)"
             raise ServerError(f"{where} refused {key} (HTTP {status})")
         if status >= 400:
-            raise ServerError(f"{where} answered HTTP {status}: {_clip(body.decode('utf-8', 'replace'))}")
+            detail = _clip(body.decode("utf-8", "replace"), self._api_key)
+            raise ServerError(f"{where} answered HTTP {status}: {detail}")
         try:
             names = [m.get("id") for m in json.loads(body).get("data", [])]
         except (ValueError, AttributeError):
@@ -201,16 +204,17 @@ class ServedGrounder:
                 self.stats.latencies_s.append(time.perf_counter() - t0)
             text = body.decode("utf-8", "replace")
             if status in _RETRY_STATUS:
-                last = f"HTTP {status}: {_clip(text)}"
+                last = f"HTTP {status}: {_clip(text, self._api_key)}"
                 self._sleep(attempt, headers.get("Retry-After") or headers.get("retry-after"))
                 continue
             if status >= 400:
-                raise _QueryFailure(f"server refused the request (HTTP {status}): {_clip(text)}")
+                raise _QueryFailure(f"server refused the request (HTTP {status}): {_clip(text, self._api_key)}")
             try:
                 obj = json.loads(text)
                 content = obj["choices"][0]["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError):
-                raise _QueryFailure(f"garbage answer from the server (not a chat completion): {_clip(text)}") from None
+                detail = _clip(text, self._api_key)
+                raise _QueryFailure(f"garbage answer from the server (not a chat completion): {detail}") from None
             if not isinstance(content, str):
                 raise _QueryFailure(f"garbage answer from the server (content is {type(content).__name__})")
             return obj
@@ -279,8 +283,13 @@ class ServedGrounder:
         info = sampled.info
         processed = None
         if self.style.box_scale == "pixels" and self.spec.answer_frame_size is not None and len(sampled):
+            # the server resizes the frames we send; its pixel answers refer to that size (default: the
+            # released processor's pixel budget; set min_pixels / max_pixels when the server uses others)
+            from stvg_plugin.models.families.qwen2_5_vl import PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS
+
             h, w = sampled.frames.shape[1:3]
-            processed = self.spec.answer_frame_size(h, w, max_pixels=self.max_pixels, min_pixels=self.min_pixels)
+            processed = self.spec.answer_frame_size(h, w, max_pixels=self.max_pixels or PROCESSOR_MAX_PIXELS,
+                                                    min_pixels=self.min_pixels or PROCESSOR_MIN_PIXELS)
         parsed = parse_answer(
             text, duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
             height=info.height, processed_size=processed, sampled_timestamps=sampled.timestamps.tolist(),

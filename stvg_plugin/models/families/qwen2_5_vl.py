@@ -37,6 +37,10 @@ STYLE = PromptStyle(
 # Defaults of lmms-eval's stock ``qwen2_5_vl`` model (min_pixels=256*28*28, max_pixels=1605632).
 STOCK_MIN_PIXELS = 256 * 28 * 28
 STOCK_MAX_PIXELS = 1605632
+# Defaults of the released checkpoints' image processor (preprocessor_config.json), what a server
+# such as vLLM applies unless told otherwise.
+PROCESSOR_MIN_PIXELS = 56 * 56
+PROCESSOR_MAX_PIXELS = 28 * 28 * 16384
 
 
 def grid_size(inputs: dict, image_processor: Any) -> tuple[int, int]:
