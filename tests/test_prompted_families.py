@@ -73,7 +73,9 @@ def test_greedy_text_equals_transformers_generate(family: str, ckpts: dict[str, 
         messages = _messages(grounder.style, timestamps, text, sampled.info.duration_s)
         prompt = grounder.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert prompt == grounder.style.prefix(timestamps) + grounder.style.suffix(text, sampled.info.duration_s)
-        inputs = grounder.processor(text=[prompt], images=list(sampled.frames), return_tensors="pt")
+        # the family's documented per-frame processor options (InternVL: one tile per frame, as its video path)
+        inputs = grounder.processor(text=[prompt], images=list(sampled.frames), return_tensors="pt",
+                                    **get_family(family).frame_kwargs)
         with torch.inference_mode():
             out = grounder.model.generate(**inputs, max_new_tokens=GEN["max_new_tokens"], do_sample=False,
                                           eos_token_id=grounder._end_ids, pad_token_id=grounder._end_ids[-1],
@@ -146,3 +148,10 @@ def test_generic_prompted_config_takes_the_family_from_the_checkpoint(ckpts: dic
     assert code == 0
     pred = json.loads((out / "predictions.jsonl").read_text())
     assert pred["extra"]["backend"] == "prompted:internvl" and "error" not in pred
+
+
+def test_internvl_frames_are_one_tile_each(ckpts: dict[str, Path], queries: list[GroundingQuery]):
+    """The tiny checkpoint tiles images (as the released configs do); frames must still be one tile each."""
+    grounder = PromptedGrounder.from_pretrained(ckpts["internvl"], **GEN)
+    prefix = grounder._encode_video(sample_video(queries[0].video, num_frames=3))
+    assert prefix.inputs["pixel_values"].shape[0] == 3

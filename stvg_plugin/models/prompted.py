@@ -195,7 +195,7 @@ class PromptedGrounder:
 
     def _image_inputs(self, text: str, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """The family processor's standard inputs for ``text`` with one image per frame."""
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(self.spec.frame_kwargs)
         if self.max_pixels is not None:
             if self.spec.pixel_budget is None:
                 raise StvgError(f"max_pixels is not supported by family {self.family!r} (its frames have a fixed size)")

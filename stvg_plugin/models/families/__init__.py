@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class FamilySpec:
     processor_kwargs: Callable[[Any], dict] | None = None  # extra processor arguments from the model config
     #: max_pixels -> image-processor ``size`` argument (families whose inputs are resized to a pixel budget)
     pixel_budget: Callable[[int], dict] | None = None
+    #: processor arguments for video frames given as images (e.g. InternVL: one tile per frame, as its video path)
+    frame_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def model_cls(self):
         import transformers

@@ -45,8 +45,8 @@ def build_tiny(folder: str | Path, seed: int = 0) -> Path:
     from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration
 
     tok = byte_tokenizer(SPECIALS, NAMED, chat_template=chatml_template(IMAGE))
-    image_processor = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=False,
-                                               max_patches=1)
+    # tiling on, as in the released preprocessor_config.json: the backend must turn it off for frames
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, max_patches=4)
     config = InternVLConfig(
         vision_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
                        "image_size": [32, 32], "patch_size": [8, 8]},
@@ -71,4 +71,7 @@ FAMILY = register_family(FamilySpec(
     frames="separate images, each after 'Frame k at t s:'",
     build_tiny=build_tiny,
     processor_kwargs=processor_kwargs,
+    # InternVL's own video path gives each frame one 448x448 tile; dynamic tiling (up to 12 tiles + a
+    # thumbnail per image) would multiply the frame's tokens by up to 13
+    frame_kwargs={"crop_to_patches": False},
 ))
