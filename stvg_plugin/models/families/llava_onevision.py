@@ -4,6 +4,10 @@
   anyres feature count (base + crops + newline tokens).
 * Frames: separate images after "Frame k at t s:" (LLaVA-Video's own prompt states "The video lasts
   for T seconds, and N frames are uniformly sampled from it. These frames are located at t1s, ...").
+  Cost and fidelity caveat: as images, frames go through the anyres path (base 729 tokens plus crops
+  per frame at 384 px SigLIP), not the video path the models were tuned with (one 384x384 view pooled
+  2x2 to 196 tokens), which needs transformers' video processor and so torchvision. Keep
+  ``num_frames`` small with real checkpoints until the video path is available.
 * Coordinates: relative 0-1 ("[x1, y1, x2, y2]" as fractions of width and height, the LLaVA-1.5
   convention its grounding data inherits: haotian-liu/LLaVA#606; LLaVA-OneVision's own card does not
   state a convention, see EvolvingLMMs-Lab/LLaVA-OneVision-2#39, so treat this one as least certain).
