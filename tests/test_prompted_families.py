@@ -155,3 +155,12 @@ def test_internvl_frames_are_one_tile_each(ckpts: dict[str, Path], queries: list
     grounder = PromptedGrounder.from_pretrained(ckpts["internvl"], **GEN)
     prefix = grounder._encode_video(sample_video(queries[0].video, num_frames=3))
     assert prefix.inputs["pixel_values"].shape[0] == 3
+
+
+@pytest.mark.parametrize(("model_type", "hint"), [("internvl_chat", "'-hf' release"), ("llava_qwen", "llava-hf")])
+def test_remote_code_formats_are_refused_with_what_to_load_instead(tmp_path: Path, model_type: str, hint: str):
+    folder = tmp_path / model_type
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type, "auto_map": {"AutoModel": "x.Y"}}))
+    with pytest.raises(StvgError, match=f"model_type '{model_type}' is not supported.*{hint}"):
+        PromptedGrounder.from_pretrained(folder)

@@ -20,6 +20,7 @@ path the tests compare against).
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,19 +114,22 @@ class PromptedGrounder:
         **kwargs: Any,
     ) -> PromptedGrounder:
         """Load a local checkpoint folder (no hub access, no remote code, safetensors unless ``allow_pickle``)."""
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+        from transformers import AutoImageProcessor, AutoTokenizer
 
         from stvg_plugin.models.checkpoint import check_checkpoint_files
 
         path = Path(path)
         if not path.is_dir():
             raise StvgError(f"{path}: checkpoint folder not found")
-        config = AutoConfig.from_pretrained(path, local_files_only=True)  # JSON only
-        spec = family_for_model_type(config.model_type, path)
+        try:  # the family first, from the JSON: a remote-code model_type must not reach AutoConfig
+            model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            raise StvgError(f"{path / 'config.json'}: missing or not a JSON object") from None
+        spec = family_for_model_type(str(model_type), path)
         wanted = kwargs.pop("family", None)
         if wanted is not None and get_family(str(wanted)).name != spec.name:
             raise StvgError(f"{path}: family {wanted!r} was configured but the checkpoint's model_type "
-                            f"{config.model_type!r} belongs to family {spec.name!r}")
+                            f"{model_type!r} belongs to family {spec.name!r}")
         check_checkpoint_files(path, allow_pickle=allow_pickle)  # before any weight file is opened
         model = spec.model_cls().from_pretrained(
             path, local_files_only=True, dtype=dtype, use_safetensors=not allow_pickle

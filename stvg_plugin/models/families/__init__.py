@@ -112,6 +112,14 @@ def get_family(name: str) -> FamilySpec:
         raise StvgError(f"unknown model family {name!r}; known: {sorted(_REGISTRY)}") from None
 
 
+#: model types of remote-code releases of supported families, and what to load instead
+REMOTE_CODE_FORMATS = {
+    "internvl_chat": "InternVL's remote-code format; use its transformers-native '-hf' release (model_type internvl)",
+    "llava_qwen": "the original LLaVA-Video / LLaVA-OneVision format; use the 'llava-hf' conversion "
+                  "(model_type llava_onevision)",
+}
+
+
 def family_for_model_type(model_type: str, path: Any = None) -> FamilySpec:
     """The family that accepts a checkpoint's ``config.model_type``."""
     _load_all()
@@ -120,4 +128,6 @@ def family_for_model_type(model_type: str, path: Any = None) -> FamilySpec:
             return spec
     accepted = sorted(t for s in _REGISTRY.values() for t in s.model_types)
     where = f"{path}: " if path is not None else ""
-    raise StvgError(f"{where}model_type {model_type!r} is not supported by the prompted backend (supported: {accepted})")
+    hint = f" ({REMOTE_CODE_FORMATS[model_type]})" if model_type in REMOTE_CODE_FORMATS else ""
+    raise StvgError(f"{where}model_type {model_type!r} is not supported by the prompted backend{hint} "
+                    f"(supported: {accepted})")
