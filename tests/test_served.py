@@ -144,3 +144,14 @@ def test_missing_key_variable_is_named(tmp_path, monkeypatch):
     with pytest.raises(ServerError, match=f"{KEY_ENV} .* is not set"):
         load_grounder({"type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "model_name": "m",
                        "api_key_env": KEY_ENV})
+
+
+def test_jpeg_frames_are_sent_as_jpeg_data_urls(server, queries, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    served = load_grounder(_spec(server, tmp_path, image_format="jpeg"))
+    seen: list[str] = []
+    original = served._chat
+    monkeypatch.setattr(served, "_chat", lambda payload: seen.append(
+        payload["messages"][0]["content"][2]["image_url"]["url"][:23]) or original(payload))
+    pred = list(served.predict(queries[:1], progress=False))[0]
+    assert pred.error is None and seen == ["data:image/jpeg;base64,"]
