@@ -273,7 +273,8 @@ def load_model(model: str = "spacevllm_tiny", checkpoint: str | None = None, dev
         return _MODEL_CACHE[key]
     if model == "prompted":
         if not checkpoint:
-            raise StvgError("model='prompted' needs checkpoint=<local Qwen2.5-VL folder>")
+            raise StvgError("model='prompted' needs checkpoint=<local folder of a Qwen2.5-VL, Qwen3-VL, "
+                            "InternVL or LLaVA-OneVision checkpoint>")
         from stvg_plugin.models.prompted import PromptedGrounder
 
         kw = {"num_frames": int(num_frames)} if num_frames else {}

@@ -224,15 +224,31 @@ def query_from_doc(doc: dict) -> GroundingQuery:
 
 # --------------------------------------------------------------------------- prompts (stock models)
 
+# The coordinate system a stock model is asked to answer in. Chosen per model through lmms-eval's own
+# ``lmms_eval_specific_kwargs`` (a key equal to ``--model`` wins, see ``_default_template_stvg_yaml``):
+# ``box_scale`` is one of these keys; ``answer_frame: qwen2_5_vl`` says the model's pixels are those of
+# Qwen2.5-VL's smart-resized input (``max_pixels`` / ``min_pixels`` of the stock model's defaults).
+BOX_SCALE_TEXT = {
+    "pixels": "in pixels of the {width}x{height} frame",
+    "permille": "as coordinates relative to the frame on a 0 to 1000 scale (0,0 is the top-left corner, "
+                "1000,1000 the bottom-right)",
+    "relative": "as fractions of the frame width and height, from 0 to 1",
+}
 STVG_PROMPT = (
     'The video is {duration:.1f} seconds long and {width}x{height} pixels. Find: "{query}". '
     'Answer with the time span as "from <start> s to <end> s", then one bounding box per second '
-    'of that span as "<t> s: [x1, y1, x2, y2]" in pixels of the original frame.'
+    'of that span as "<t> s: [x1, y1, x2, y2]" {coords}.'
 )
 TVG_PROMPT = (
     'The video is {duration:.1f} seconds long. When does this happen: "{query}"? '
     'Answer only with the time span as "from <start> s to <end> s".'
 )
+
+# What the prompt of each doc asked for, recorded by ``doc_to_text`` for ``process_results`` (which
+# lmms-eval calls without the model's kwargs). Both run in the same process for the same doc, also
+# under data parallelism (each rank scores the docs it prompted). Absent -> the default (pixels).
+_ASKED_LOCK = threading.Lock()
+_ASKED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def doc_to_visual(doc: dict) -> list[str]:
@@ -240,11 +256,38 @@ def doc_to_visual(doc: dict) -> list[str]:
 
 
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
-    """Prompt for stock lmms-eval models; the stvg models ground ``doc["query"]`` with their own prompt."""
+    """Prompt for stock lmms-eval models; the stvg models ground ``doc["query"]`` with their own prompt.
+
+    The answer format is one box per second of the span; :func:`process_results` fills the frames
+    between those boxes (linear interpolation, nearest beyond the first/last one, as STCAT fills).
+    """
     kw = lmms_eval_specific_kwargs or {}
+    box_scale = str(kw.get("box_scale") or "pixels")
+    if box_scale not in BOX_SCALE_TEXT:
+        raise TaskDataError(f"lmms_eval_specific_kwargs box_scale must be one of {sorted(BOX_SCALE_TEXT)}, "
+                            f"got {box_scale!r}")
+    coords = BOX_SCALE_TEXT[box_scale].format(width=doc["width"], height=doc["height"])
     template = TVG_PROMPT if doc["task_type"] == "tvg" else STVG_PROMPT
-    text = template.format(duration=doc["duration_s"], width=doc["width"], height=doc["height"], query=doc["query"])
+    text = template.format(duration=doc["duration_s"], width=doc["width"], height=doc["height"], query=doc["query"],
+                           coords=coords)
+    asked = {k: kw[k] for k in ("box_scale", "answer_frame", "max_pixels", "min_pixels") if kw.get(k) is not None}
+    with _ASKED_LOCK:
+        _ASKED[(str(doc.get("qid")), str(doc.get("video")))] = asked
     return f"{kw.get('pre_prompt', '')}{text}{kw.get('post_prompt', '')}"
+
+
+def asked_coordinates(doc: dict, query: GroundingQuery) -> tuple[str, tuple[int, int] | None]:
+    """``(box_scale, processed (height, width) or None)`` the doc's prompt asked its answer in."""
+    with _ASKED_LOCK:
+        asked = dict(_ASKED.get((str(doc.get("qid")), str(doc.get("video"))), {}))
+    box_scale = str(asked.get("box_scale") or "pixels")
+    processed = None
+    if asked.get("answer_frame") == "qwen2_5_vl" and query.width and query.height:
+        from stvg_plugin.models.families import get_family
+
+        processed = get_family("qwen2_5_vl").answer_frame_size(
+            int(query.height), int(query.width), max_pixels=asked.get("max_pixels"), min_pixels=asked.get("min_pixels"))
+    return box_scale, processed
 
 
 def doc_to_target(doc: dict) -> str:
@@ -265,9 +308,16 @@ def metric_names(protocol: str) -> dict[str, str]:
     return {summary_key: row_key for row_key, summary_key in engine_metric_names(protocol)}
 
 
-def prediction_from_answer(answer: str, query: GroundingQuery) -> GroundingPrediction:
-    """The stvg models answer ``GroundingPrediction.to_json()``; anything else is read as free text."""
-    from stvg_plugin.parsing import parse_answer
+def prediction_from_answer(
+    answer: str, query: GroundingQuery, box_scale: str | None = None, processed_size: tuple[int, int] | None = None
+) -> GroundingPrediction:
+    """The stvg models answer ``GroundingPrediction.to_json()``; anything else is read as free text.
+
+    A free-text answer's boxes (one per second, in ``box_scale``; pixels of ``processed_size`` when
+    given) are filled over its span by :func:`fill_prediction_boxes`, as the task's prompt documents.
+    """
+    from stvg_plugin.models.decoding import fill_prediction_boxes
+    from stvg_plugin.parsing import CoordHint, parse_answer
 
     text = answer if isinstance(answer, str) else ""
     stripped = text.strip()
@@ -288,8 +338,11 @@ def prediction_from_answer(answer: str, query: GroundingQuery) -> GroundingPredi
         num_frames=query.num_frames,
         width=query.width,
         height=query.height,
+        processed_size=processed_size,
+        coord_hint=CoordHint(time_unit="seconds", box_scale=box_scale),
     )
-    return parsed.to_prediction(query.qid)
+    prediction = parsed.to_prediction(query.qid)
+    return fill_prediction_boxes(prediction, query.num_frames, query.width, query.height)
 
 
 def total(items: list[float]) -> float:
@@ -323,7 +376,7 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
     try:
         query = query_from_doc(doc)
         out["missing_video"] = float(not os.path.isfile(query.video))
-        prediction = prediction_from_answer(answer, query)
+        prediction = prediction_from_answer(answer, query, *asked_coordinates(doc, query))
         out["prediction"] = prediction.to_json()
         out["parse_failed"] = float(prediction.parse_failed)
         if prediction.error:

@@ -137,12 +137,14 @@ class SpaceVLLM(_StvgGrounderModel):
 class StvgPrompted(_StvgGrounderModel):
     """``--model stvg_prompted --model_args pretrained=DIR[,num_frames=N,max_new_tokens=M,...]``.
 
-    ``DIR`` is a local checkpoint of a supported off-the-shelf video LLM (Qwen2.5-VL), prompted with
-    its family's grounding prompt and read by the core parser.
+    ``DIR`` is a local checkpoint of a supported off-the-shelf video LLM (a family of
+    ``stvg_plugin.models.families``: Qwen2.5-VL, Qwen3-VL, InternVL 3/3.5, LLaVA-OneVision / LLaVA-Video,
+    picked from its ``model_type``), prompted with its family's grounding prompt (or ``recipe=NAME``)
+    and read by the core parser.
     """
 
     GROUNDER_KEYS = ("num_frames", "sample_fps", "max_frames", "max_pixels", "max_new_tokens", "reuse_video_cache",
-                     "num_workers", "dtype", "allow_pickle")
+                     "num_workers", "dtype", "allow_pickle", "recipe", "family")
 
     def __init__(self, pretrained: str, **kwargs: Any) -> None:
         from stvg_plugin.models.prompted import PromptedGrounder

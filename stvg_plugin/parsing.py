@@ -103,6 +103,7 @@ _ANY_TIME_RE = re.compile(rf"({_TIME})({_UNIT})", _I)
 
 TIME_UNITS = ("seconds", "frames", "fraction")
 BOX_SCALES = ("relative", "permille", "pixels", "percent")
+BOX_ORDERS = ("xyxy", "yxyx")
 
 
 def format_span_text(t0: float, t1: float) -> str:
@@ -134,12 +135,13 @@ class CoordHint:
     (of the duration) | ``None`` (auto: seconds, or fractions when both ends are decimals in [0, 1]).
     ``box_scale``: ``relative`` (0-1) | ``permille`` (0-1000, Qwen2-VL style) | ``pixels`` (of the
     processed frame) | ``percent`` | ``None`` (auto). ``index_base``: 1 when the prompt numbered frames
-    from 1 ("Frame 1 at 0.50 s").
+    from 1 ("Frame 1 at 0.50 s"). ``box_order``: ``xyxy`` or ``yxyx`` (Gemini's [ymin, xmin, ymax, xmax]).
     """
 
     time_unit: str | None = None
     box_scale: str | None = None
     index_base: int = 0
+    box_order: str = "xyxy"
 
     @classmethod
     def coerce(cls, hint: CoordHint | str | dict | None) -> CoordHint:
@@ -154,11 +156,14 @@ class CoordHint:
                    "frame": "frames", "index": "frames", "fractions": "fraction", "normalized": "relative"}
         time_unit = box_scale = None
         index_base = 0
+        box_order = "xyxy"
         for token in re.split(r"[+,\s]+", str(hint).strip().lower()):
             if not token:
                 continue
             token = aliases.get(token, token)
-            if token in TIME_UNITS:
+            if token in BOX_ORDERS:
+                box_order = token
+            elif token in TIME_UNITS:
                 time_unit = token
             elif token in BOX_SCALES:
                 box_scale = token
@@ -166,13 +171,15 @@ class CoordHint:
                 index_base = 1
             else:
                 raise ValueError(f"unknown coord_hint token {token!r}; use {TIME_UNITS}, {BOX_SCALES} or 'one_based'")
-        return cls(time_unit, box_scale, index_base)
+        return cls(time_unit, box_scale, index_base, box_order)
 
     def _checked(self) -> CoordHint:
         if self.time_unit not in (None, *TIME_UNITS):
             raise ValueError(f"coord_hint time_unit must be one of {TIME_UNITS}, got {self.time_unit!r}")
         if self.box_scale not in (None, *BOX_SCALES):
             raise ValueError(f"coord_hint box_scale must be one of {BOX_SCALES}, got {self.box_scale!r}")
+        if self.box_order not in BOX_ORDERS:
+            raise ValueError(f"coord_hint box_order must be one of {BOX_ORDERS}, got {self.box_order!r}")
         return self
 
 
@@ -770,9 +777,12 @@ def _to_pixels(boxes: list[_RawBox], ctx: _Context, out: ParsedAnswer) -> list[l
         ctx.flags.append(f"box_scale_{auto_scale}")
     W, H = ctx.width, ctx.height
     result: list[list[float] | None] = []
+    yx_first = ctx.hint.box_order == "yxyx"
     for b in boxes:
         scale = b.scale or auto_scale
         x1, y1, x2, y2 = b.values
+        if yx_first and b.scale is None:  # the prompt asked for [ymin, xmin, ymax, xmax]
+            y1, x1, y2, x2 = b.values
         if scale == "pixels":
             if ctx.processed_size is not None:
                 ph, pw = ctx.processed_size
@@ -785,6 +795,8 @@ def _to_pixels(boxes: list[_RawBox], ctx: _Context, out: ParsedAnswer) -> list[l
                 result.append(None)
                 continue
             sx, sy = W / div, H / div
+        if (sx, sy) != (1.0, 1.0) and "coords_rescaled" not in ctx.flags:
+            ctx.flags.append("coords_rescaled")  # not in pixels of the original frame: counted by `evaluate`
         result.append([x1 * sx, y1 * sy, x2 * sx, y2 * sy])
     return result
 

@@ -186,6 +186,23 @@ def test_stvg_prompted_tiny_qwen(data: dict) -> None:
     assert _same_mean(results["parse_failed,none"], sum(p.parse_failed for p in preds) / len(preds), len(preds))
 
 
+def test_stvg_prompted_other_families_with_a_recipe(data: dict) -> None:
+    """The lmms-eval model runs any family (read from the checkpoint) and takes recipe=."""
+    from stvg_plugin.models.prompted import build_tiny_prompted
+
+    ckpt = build_tiny_prompted(data["root"] / "tiny_llava_ov", seed=0, family="llava_onevision")
+    out = data["root"] / "out_prompted_llava_ov"
+    proc = _stvg_lmms(
+        ["--model", "stvg_prompted", "--model_args", f"pretrained={ckpt},num_frames=2,max_new_tokens=16,recipe=stvg_o1",
+         "--tasks", "stvg_synthetic", "--output_path", str(out), "--log_samples"],
+        data["env"],
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    preds = list(read_samples(find_samples(out, "stvg_synthetic")[0]))
+    good = [p for p in preds if p.error is None]
+    assert good and all(p.extra["backend"] == "prompted:llava_onevision" for p in good)
+
+
 def test_missing_annotation_env_var_is_named_with_exit_2(tmp_path: Path) -> None:
     proc = _stvg_lmms(["--model", "spacevllm", "--model_args", "pretrained=spacevllm_tiny", "--tasks", "stvg_hcstvg_v2"],
                       _env(tmp_path))
@@ -286,3 +303,77 @@ def test_placeholder_and_template_are_package_data() -> None:
     template = (Path(TASKS_DIR) / "_default_template_stvg_yaml").read_text()
     assert "until:" in template and "video: true" not in template
     assert shutil.which("stvg", path=str(BIN))
+
+
+# ------------------------------------------------------------------ the prompt's own format scores what it says
+
+
+def _answer_as_prompted(record: dict, fps: float, to_scale) -> str:
+    """A perfect answer in exactly the format the task prompt asks: span, then one box per second of it."""
+    import math
+
+    t0, t1 = record["span_s"]
+    lines = [f"from {t0} s to {t1} s"]
+    for t in range(math.ceil(t0), math.floor(t1) + 1):
+        frame = min(max(round(t * fps), record["span_frames"][0]), record["span_frames"][1] - 1)
+        box = to_scale(record["boxes"][str(frame)])
+        lines.append(f"{t} s: [{', '.join(f'{v:.3f}' for v in box)}]")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("model_kwargs", "scale"),
+    [({}, "pixels"), ({"box_scale": "permille"}, "permille"), ({"box_scale": "relative"}, "relative")],
+)
+def test_perfect_answer_in_the_prompts_format_scores_high(data: dict, model_kwargs: dict, scale: str) -> None:
+    from lmms_tasks.common import doc_to_text
+
+    doc = _doc(data)
+    prompt = doc_to_text(doc, model_kwargs)
+    assert "one bounding box per second" in prompt
+    assert {"pixels": "pixels of the", "permille": "0 to 1000", "relative": "from 0 to 1"}[scale] in prompt
+    record = json.loads(doc["record"])
+    w, h = doc["width"], doc["height"]
+    div = {"pixels": (1.0, 1.0), "permille": (w / 1000, h / 1000), "relative": (w, h)}[scale]
+    answer = _answer_as_prompted(record, doc["fps"], lambda b: [b[0] / div[0], b[1] / div[1], b[2] / div[0], b[3] / div[1]])
+    out = process_results(doc, [answer])
+    assert out["parse_failed"] == 0.0 and out["error"] == 0.0, out["failure"]
+    # boxes at whole seconds only (~1 in 10 frames): the filled frames between them make it near-perfect
+    assert out["m_vIoU"] >= 0.9 and out["vIoU@0.5"] == 1.0
+    assert out["prediction"]["extra"]["boxes_filled"] == "linear"
+
+
+def test_qwen2_5_vl_answer_in_its_resized_pixels_is_rescaled(data: dict) -> None:
+    from lmms_tasks.common import doc_to_text
+    from stvg_plugin.models.families import get_family
+
+    doc = _doc(data)
+    kwargs = {"box_scale": "pixels", "answer_frame": "qwen2_5_vl", "max_pixels": 112 * 56}
+    doc_to_text(doc, kwargs)
+    ph, pw = get_family("qwen2_5_vl").answer_frame_size(doc["height"], doc["width"], max_pixels=112 * 56)
+    assert (ph, pw) != (doc["height"], doc["width"])  # the resize is real, so a wrong scale would score low
+    sx, sy = pw / doc["width"], ph / doc["height"]
+    answer = _answer_as_prompted(json.loads(doc["record"]), doc["fps"], lambda b: [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy])
+    out = process_results(doc, [answer])
+    assert out["m_vIoU"] >= 0.9, out
+
+
+def test_unknown_box_scale_is_a_clear_error(data: dict) -> None:
+    from lmms_tasks.common import TaskDataError, doc_to_text
+
+    with pytest.raises(TaskDataError, match="box_scale must be one of"):
+        doc_to_text(_doc(data), {"box_scale": "inches"})
+
+
+def test_per_model_prompt_variants_are_lmms_evals_own_kwargs(data: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through lmms-eval's TaskManager: the model name picks its variant, which names its coordinate system."""
+    from lmms_eval.tasks import TaskManager
+
+    monkeypatch.setenv("STVG_SYNTHETIC_DIR", str(data["synth"]))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(data["root"] / "hf_datasets"))
+    expected = {"qwen2_5_vl": "pixels", "qwen3_vl": "permille", "internvl3_5": "permille",
+                "llava_onevision": "relative", "vllm": "pixels", "openai": "relative", "some_other_model": "pixels"}
+    for model, scale in expected.items():
+        tm = TaskManager("ERROR", include_path=TASKS_DIR, include_defaults=False, model_name=model)
+        task = tm.load_task_or_group(["stvg_synthetic"])["stvg_synthetic"]
+        assert task.lmms_eval_specific_kwargs["box_scale"] == scale, model

@@ -81,14 +81,13 @@ def test_cached_prefix_gives_same_logits_as_full_pass(tiny_ckpt: Path, queries: 
     prefix = grounder._encode_video(sampled)
     suffix = grounder.tokenizer(grounder.style.suffix("the circle", 8.0), add_special_tokens=False,
                                 return_tensors="pt")["input_ids"]
-    ids = torch.cat([prefix.input_ids, suffix], dim=1)
-    mm = torch.cat([prefix.mm_token_type_ids, torch.zeros_like(suffix)], dim=1)
+    inputs = grounder.question_inputs(prefix, grounder.style.suffix("the circle", 8.0))  # cached: no pixels
+    assert "pixel_values" not in inputs and inputs["input_ids"].shape[1] == prefix.input_ids.shape[1] + suffix.shape[1]
     with torch.inference_mode():
-        full = grounder.model(input_ids=ids, mm_token_type_ids=mm, pixel_values=prefix.pixel_values,
-                              image_grid_thw=prefix.image_grid_thw).logits[0, -1]
-        grounder.model.model.rope_deltas = prefix.rope_deltas
-        step = grounder.model(input_ids=suffix, cache=copy.deepcopy(prefix.cache), mm_token_type_ids=mm,
-                              image_grid_thw=prefix.image_grid_thw).logits[0, -1]
+        full = grounder.model(**inputs, pixel_values=prefix.inputs["pixel_values"]).logits[0, -1]
+        grounder.model.model.rope_deltas = prefix.state["rope_deltas"]
+        step_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        step = grounder.model(input_ids=suffix, cache=copy.deepcopy(prefix.cache), **step_inputs).logits[0, -1]
     assert_tensors_close(step, full, "cached-prefix logits")
 
 
@@ -142,3 +141,12 @@ def test_answer_in_the_requested_format_parses_exactly():
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown prompt family"):
         get_style("gpt5")
+
+
+def test_prefix_pass_keeps_last_position_logits_only(tiny_ckpt: Path, queries: list[GroundingQuery]):
+    grounder = PromptedGrounder.from_pretrained(tiny_ckpt, **GEN)
+    shapes: list[tuple[int, ...]] = []
+    handle = grounder.model.register_forward_hook(lambda _m, _a, out: shapes.append(tuple(out.logits.shape)))
+    prefix = grounder._encode_video(sample_video(queries[0].video, num_frames=4))
+    handle.remove()
+    assert prefix.input_ids.shape[1] > 100 and shapes == [(1, 1, grounder.model.config.text_config.vocab_size)]

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from stvg_plugin.adapters import default_protocol
+from stvg_plugin.answer_report import answer_report, format_answer_report
 from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
 from stvg_plugin.data import AnnotationError, locate_error, write_json, write_jsonl
 from stvg_plugin.formats import PREDICTION_FORMATS, detect_format, read_predictions_file
@@ -66,10 +67,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     accuracy = cfg.get("vstar_accuracy")
     if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 <= accuracy <= 1):
         raise ConfigError(f"vstar_accuracy must be a fraction in [0, 1], got {accuracy!r}")
+    answers = list(read_predictions_file(predictions, fmt, queries))  # scored, then reported per family
     try:
         result = evaluate(
             queries,
-            read_predictions_file(predictions, fmt, queries),
+            answers,
             protocol=protocol,
             thresholds=thresholds,
             box_fill=cfg.get("box_fill", "none"),
@@ -85,9 +87,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     summary = dict(result.summary)
     summary.update({"benchmark": cfg.benchmark, "annotations": str(cfg.annotations), "predictions": str(predictions),
                     "predictions_format": fmt})  # fmt: skip
+    by_family = answer_report(answers)  # text answers; {} otherwise
+    if by_family:
+        summary["answers_by_family"] = by_family
     write_jsonl(output_dir / "per_query.jsonl", result.per_query)
     write_json(output_dir / "summary.json", summary)
     print(result.to_table())
+    for line in format_answer_report(by_family):
+        print(line)
     if summary.get("repair"):
         print("repair=true: boxes with swapped corners were put in order, NaN / zero-area boxes rejected and "
               "reversed spans swapped (the official evaluators do none of this; see boxes_* / num_repaired_spans)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
-from stvg_plugin.data import AnnotationError, GroundingPrediction, atomic_write_text, write_jsonl
+from stvg_plugin.data import AnnotationError, GroundingPrediction, atomic_write_text, write_json, write_jsonl
 
 log = logging.getLogger("stvg.predict")
 
@@ -130,6 +130,13 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
                 done[pred.qid] = obj
                 fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
                 fh.flush()
+
+        summary = getattr(grounder, "run_summary", None)
+        if summary is not None:  # served backends: requests, cache hits, latency, tokens (never the key)
+            stats = summary()
+            write_json(output_dir / "run_summary.json", stats)
+            print(f"served: {stats['requests']} requests, {stats['cache_hits']} cached, {stats['errors']} errors, "
+                  f"{stats['prompt_tokens']} prompt + {stats['completion_tokens']} completion tokens")
 
     ordered = [done[q.qid] for q in queries if q.qid in done]
     out = output_dir / "predictions.jsonl"

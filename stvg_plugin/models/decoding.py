@@ -163,3 +163,23 @@ def build_prediction(
         confidence=confidence,
         extra=extra,
     )
+
+
+def fill_prediction_boxes(prediction: GroundingPrediction, num_frames: int, width: int, height: int) -> GroundingPrediction:
+    """Fill the boxes a text answer gave at some frames over every frame of its span, in place.
+
+    Prompted models are asked for one box per listed frame or per second, not per video frame: the
+    frames between them are interpolated linearly and held (nearest) beyond the first/last one, the
+    rule of :func:`fill_span_boxes` (as STCAT fills). A prediction without span or boxes is unchanged.
+    """
+    if prediction.span_frames is None or not prediction.boxes:
+        return prediction
+    start, end = (int(v) for v in prediction.span_frames)
+    end = min(end, num_frames) if num_frames else end
+    frames = sorted(prediction.boxes)
+    boxes = np.asarray([prediction.boxes[f] for f in frames], dtype=np.float64)
+    filled = fill_span_boxes(Span(start, max(end, start)), np.asarray(frames), boxes, width, height)
+    if filled:
+        prediction.boxes = filled
+        prediction.extra["boxes_filled"] = "linear"
+    return prediction

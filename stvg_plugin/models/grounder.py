@@ -159,6 +159,10 @@ def load_grounder(
     """
     if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "prompted":
         return _load_prompted(model_cfg, checkpoint, device)
+    if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "openai_compatible":
+        from stvg_plugin.models.served import load_served
+
+        return load_served(dict(model_cfg))
     spec = resolve_spec(model_cfg)
     if checkpoint is not None:
         dtype = spec.get("dtype")
@@ -185,15 +189,26 @@ def load_grounder(
 
 
 _PROMPTED_KEYS = ("num_frames", "sample_fps", "max_frames", "frame_size", "max_pixels", "max_new_tokens", "style",
-                  "allow_pickle")
+                  "family", "recipe", "reuse_video_cache", "allow_pickle")
 
 
 def _load_prompted(spec: Mapping[str, Any], checkpoint: str | Path | None, device: str | torch.device):
-    """``{"type": "prompted", "path": DIR, ...}``: an off-the-shelf VLM through the prompted backend."""
-    from stvg_plugin.models.prompted import PromptedGrounder
+    """``{"type": "prompted", "family": NAME, "path": DIR, ...}``: an off-the-shelf VLM through the prompted
+    backend. ``family`` must match the checkpoint's ``model_type``; ``style`` (a family name or a mapping of
+    prompt fields) reaches the backend as a ``PromptStyle``; ``tiny: true`` without a path builds the
+    family's tiny random checkpoint (seed ``seed``) in a temporary folder, so nothing is downloaded."""
+    from stvg_plugin.models.prompted import PromptedGrounder, build_tiny_prompted
 
     path = checkpoint or spec.get("path")
+    if not path and spec.get("tiny"):
+        import tempfile
+
+        family = str(spec.get("family") or "qwen2_5_vl")
+        path = build_tiny_prompted(Path(tempfile.mkdtemp(prefix=f"stvg_tiny_{family}_")), int(spec.get("seed", 0)),
+                                   family=family)
     if not path:
         raise StvgError("a prompted model needs a local checkpoint folder: pass checkpoint=PATH (or model.path=PATH)")
     kwargs = {k: spec[k] for k in _PROMPTED_KEYS if spec.get(k) is not None}
+    if isinstance(kwargs.get("frame_size"), list):
+        kwargs["frame_size"] = tuple(kwargs["frame_size"])
     return PromptedGrounder.from_pretrained(path, device=str(device), dtype=spec.get("dtype") or "auto", **kwargs)

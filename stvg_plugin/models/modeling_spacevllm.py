@@ -245,19 +245,29 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         return all(type(layer) is DynamicLayer for layer in prefix.cache.layers)
 
     @staticmethod
-    def _expand_cache(cache: Any, batch: int) -> Any:
-        """A cache for ``batch`` rows that *views* the prefix's keys/values (no copy; the prefix stays intact).
+    def _expand_cache(cache: Any, batch: int, room: int = 0) -> Any:
+        """A cache for ``batch`` rows over the prefix's keys/values; the prefix stays intact.
 
-        ``DynamicLayer.update`` concatenates into new tensors and ``batch_select_indices`` indexes into
-        new ones, so nothing ever writes into the shared prefix tensors.
+        With ``room`` (tokens still to come: instructions + answers), plain dynamic layers become
+        :class:`~stvg_plugin.models.kv_cache.RoomyLayer` s: the prefix is copied once into buffers with
+        that room and decoding writes in place (``DynamicLayer.update`` would concatenate, copying the
+        whole batch cache at every step). Other layers *view* the prefix (expand, no copy): their
+        ``update`` concatenates into new tensors, so nothing writes into the shared prefix tensors.
         """
+        from transformers.cache_utils import DynamicLayer
+
+        from stvg_plugin.models.kv_cache import RoomyLayer
+
         out = copy.copy(cache)
         out.layers = []
         for layer in cache.layers:
             new = copy.copy(layer)
             if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
-                new.keys = layer.keys.expand(batch, *layer.keys.shape[1:])
-                new.values = layer.values.expand(batch, *layer.values.shape[1:])
+                if room > 0 and type(layer) is DynamicLayer:
+                    new = RoomyLayer(layer.keys, layer.values, batch, room)
+                else:
+                    new.keys = layer.keys.expand(batch, *layer.keys.shape[1:])
+                    new.values = layer.values.expand(batch, *layer.values.shape[1:])
             out.layers.append(new)
         return out
 
@@ -371,7 +381,9 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         mask = None
         if min(lengths) < n:  # pads present: hide them from every later token
             mask = torch.cat([valid.new_ones(b, prefix.length), valid], dim=1)
-        cache = self._expand_cache(prefix.cache, b)
+        box_text = self.config.box_head == "text"
+        budget = self.config.max_new_tokens_text_boxes if box_text else self.config.max_new_tokens
+        cache = self._expand_cache(prefix.cache, b, room=n + budget)
         pos = torch.arange(prefix.next_position, prefix.next_position + n, device=device)[None].expand(b, n)
         out = self.backbone.language_model(
             inputs_embeds=self.backbone.embed_text(ids),
@@ -397,8 +409,6 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             boxes.append(decoded.boxes[0].float().cpu().numpy())
             relevance.append(decoded.relevance_logits[0].float().cpu().numpy())
 
-        box_text = self.config.box_head == "text"
-        budget = self.config.max_new_tokens_text_boxes if box_text else self.config.max_new_tokens
         start = torch.tensor([prefix.next_position + m for m in lengths], device=device)
         generated = self._greedy(cache, mask, first_logits, start, budget, prefix.position_dims)
         preds = []
