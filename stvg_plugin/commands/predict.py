@@ -55,8 +55,6 @@ def read_partial(path: Path) -> dict[str, dict]:
 
 
 def run(cfg: DictConfig, output_dir: Path) -> Path:
-    from stvg_plugin.models import load_grounder
-
     queries = load_queries_from_cfg(cfg)
     checkpoint = require_path(cfg, "checkpoint", kind="dir") if cfg.get("checkpoint") else None
     # null in a model config means "the preset's value": drop it rather than override with None
@@ -73,6 +71,8 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
     if done:
         print(f"resuming: {len(done)} predictions already made, {len(todo)} to go")
     if todo:
+        from stvg_plugin.models import load_grounder  # torch + transformers: seconds, so after the checks
+
         grounder = load_grounder(model_cfg, checkpoint=str(checkpoint) if checkpoint else None, device=cfg.device)
         with partial.open("a", encoding="utf-8") as fh:
             for pred in grounder.predict(todo, progress=True):
