@@ -448,7 +448,12 @@ def evaluate_grounding(
     ``k_category`` on the ``<gt>_spans`` labels (sort ``ds.to_clips("<gt>_spans")`` by them) and
     on ``<p>_spans``. With ``box_eval``, frame boxes also go through FiftyOne's
     ``evaluate_detections`` (key ``k_box``, classwise=False). The summary is ``evaluate``'s own.
+
+    The run is a FiftyOne evaluation run with key ``k`` (:mod:`fiftyone_plugin.evaluation`):
+    ``list_evaluations()`` shows it, ``load_evaluation_results(k)`` returns the summary and the
+    per-query rows, ``delete_evaluation(k)`` removes every field above. Re-running a key replaces it.
     """
+    from fiftyone_plugin.evaluation import StvgEvaluationConfig, StvgEvaluationResults
     from stvg_plugin.metrics import evaluate
 
     check_name(pred_field, "prediction field")
@@ -468,6 +473,11 @@ def evaluate_grounding(
     queries = queries_from_view(view, g.base)
     result = evaluate(queries, predictions_from_view(view, pred_field), protocol=protocol)
     rows = {r["qid"]: dict(r, category=categorize(r, tiou_thresh, viou_thresh)) for r in result.per_query}
+
+    config = StvgEvaluationConfig(pred_field=pred_field, gt_field=gt_field, protocol=protocol, tiou_thresh=tiou_thresh,
+                                  viou_thresh=viou_thresh, box_eval=box_eval, box_iou=box_iou)
+    method = config.build()
+    method.register_run(view, key, overwrite=True, cleanup=True)  # a previous run of this key: its fields go first
 
     names = {m: f"{key}_{m}" for m in ("tIoU", "vIoU", "category")}
     ids, qids = view.values(["id", "qids"])
@@ -511,6 +521,9 @@ def evaluate_grounding(
     evals[key] = out
     info["evaluations"] = evals
     _save_info(ds, info)
+    results = StvgEvaluationResults(view, config, key, summary=result.summary, per_query=list(rows.values()),
+                                    categories=out["categories"], box=box, backend=method)
+    method.save_run_results(view, key, results)
     return out
 
 
