@@ -20,6 +20,7 @@ import fiftyone as fo
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
 
+from .app import apply_colors
 from .labels import (
     FieldError,
     GtFields,
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 INFO_KEY = "stvg"  # dataset.info[INFO_KEY]: benchmark, protocol, GT prefixes, evaluation summaries
 CATEGORIES = ("correct", "temporal_miss", "spatial_miss", "both_miss", "parse_failed")
+MIXED = "mixed"  # <key>_category of a sample whose queries fall in different categories (each query's is on its span)
 SYNTH = "synth"
 
 
@@ -71,12 +73,13 @@ def _check_writable(view, pred: str, gt: str) -> tuple[PredFields, GtFields]:
 def _declare(ds: fo.Dataset, pf: PredFields) -> None:
     """Create the prediction fields (typed), refusing existing fields of another type."""
     want = {
-        pf.span: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetection),
         pf.spans: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
         pf.confidence: dict(ftype=fo.FloatField),
         pf.error: dict(ftype=fo.StringField),
         pf.meta: dict(ftype=fo.ListField, subfield=fo.DictField),
     }
+    if _info(ds).get("single_span_fields"):  # asked at import: <p>_span duplicates <p>_spans for one-query samples
+        want[pf.span] = dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetection)
     schema = ds.get_field_schema()
     for name, spec in want.items():
         _declare_one(ds.add_sample_field, schema, name, spec)
@@ -84,6 +87,7 @@ def _declare(ds: fo.Dataset, pf: PredFields) -> None:
         ds.add_frame_field, ds.get_frame_field_schema() or {}, pf.frames,
         dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections),
     )  # fmt: skip
+    apply_colors(ds, list(_info(ds).get("gt_fields") or ["gt"]), pf.base)
 
 
 def _declare_one(add, schema: dict, name: str, spec: dict) -> None:
@@ -144,6 +148,7 @@ def import_benchmark(
     persistent: bool = True,
     skip_missing_videos: bool = True,
     batch_size: int = 64,
+    single_span_fields: bool = False,
     **reader_kw: Any,
 ) -> tuple[fo.Dataset, dict]:
     """Load a benchmark (``stvg_plugin.adapters``) into a video dataset; returns ``(dataset, result)``.
@@ -151,7 +156,8 @@ def import_benchmark(
     A video that is missing on disk (or, lacking fps/size in the annotation, cannot be probed) is
     skipped and named in ``result["skipped"]``; an existing but undecodable file is imported (its
     grounding then records the decode error). No ffprobe is needed: metadata comes from the
-    annotation or PyAV's header read.
+    annotation or PyAV's header read. ``single_span_fields`` also writes ``<gt>_span`` / ``<p>_span``
+    (a ``TemporalDetection``) on one-query samples, duplicating ``<gt>_spans`` / ``<p>_spans``.
     """
     from stvg_plugin.adapters import default_protocol, load_benchmark
     from stvg_plugin.video import VideoReadError
@@ -186,7 +192,7 @@ def import_benchmark(
         meta = video_metadata(video, fps, n, w, h)
         groups = [[q] for q in qs] if one_sample_per_query else [qs]
         for group in groups:
-            batch.append(gt_sample(video, group, meta, g, flat=one_sample_per_query))
+            batch.append(gt_sample(video, group, meta, g, flat=one_sample_per_query, single_span=single_span_fields))
             num_samples += 1
             num_queries += len(group)
         if len(batch) >= batch_size:
@@ -204,8 +210,10 @@ def import_benchmark(
             "protocol": default_protocol(bench),
             "layout": "query" if one_sample_per_query else "video",
             "gt_fields": sorted({gt_field, *(_info(ds).get("gt_fields") or [])}),
+            "single_span_fields": bool(single_span_fields),
         },
     )
+    apply_colors(ds, [gt_field])
     result = {
         "dataset": ds.name,
         "benchmark": bench,
@@ -263,7 +271,8 @@ def _clear(ds: fo.Dataset, ids: Sequence[str], pf: PredFields) -> None:
     if not ids:
         return
     sub = ds.select(list(ids))
-    sub.clear_sample_fields(list(pf.sample_fields()))
+    schema = ds.get_field_schema()
+    sub.clear_sample_fields([f for f in pf.sample_fields() if f in schema])
     sub.clear_frame_field(pf.frames)
 
 
@@ -279,16 +288,18 @@ def write_predictions(ds: fo.Dataset, pf: PredFields, items: Sequence[tuple[str,
     for sid, meta, preds in items:
         w, h = float(meta.frame_width), float(meta.frame_height)
         n = int(meta.total_frame_count or 0) or None
-        values, _ = prediction_labels([_no_boxes(p) for p in preds], w, h, float(meta.frame_rate or 0), n)
-        frame_docs = prediction_frame_docs(preds, w, h)
+        values, _ = prediction_labels([_no_boxes(p) for p in preds], w, h, float(meta.frame_rate or 0), n, label=pf.base)
+        frame_docs = prediction_frame_docs(preds, w, h, label=pf.base)
         if frame_docs:
             frames[sid] = frame_docs
         for k in fields:
             fields[k][sid] = values[k]
     if frames:
         ds.set_values(f"frames.{pf.frames}", frames, key_field="id", validate=False)
+    single = pf.span in ds.get_field_schema()  # declared only for datasets imported with single_span_fields
     for k in ("span", "spans", "confidence", "error", "meta"):
-        ds.set_values(getattr(pf, k), fields[k], key_field="id")
+        if k != "span" or single:
+            ds.set_values(getattr(pf, k), fields[k], key_field="id")
 
 
 def _no_boxes(p: GroundingPrediction) -> GroundingPrediction:
@@ -444,7 +455,7 @@ def evaluate_grounding(
 
     Writes, for eval key ``k`` (default: the prediction field's name): sample floats ``k_tIoU``,
     ``k_vIoU`` (mean over the sample's queries; exactly the query's values in the one-query layout),
-    ``k_category`` (one-query samples); per query, the attributes ``k_tIoU``, ``k_vIoU``,
+    ``k_category`` (the queries' common category, ``mixed`` when they differ); per query, the attributes ``k_tIoU``, ``k_vIoU``,
     ``k_category`` on the ``<gt>_spans`` labels (sort ``ds.to_clips("<gt>_spans")`` by them) and
     on ``<p>_spans``. With ``box_eval``, frame boxes also go through FiftyOne's
     ``evaluate_detections`` (key ``k_box``, classwise=False). The summary is ``evaluate``'s own.
@@ -486,7 +497,8 @@ def evaluate_grounding(
         sub = [rows[q] for q in qs or [] if q in rows]
         sample_vals[names["tIoU"]][sid] = _mean(r.get("tIoU") for r in sub)
         sample_vals[names["vIoU"]][sid] = _mean(r.get("vIoU") for r in sub)
-        sample_vals[names["category"]][sid] = sub[0]["category"] if len(sub) == 1 else None
+        cats = {r["category"] for r in sub}
+        sample_vals[names["category"]][sid] = cats.pop() if len(cats) == 1 else (MIXED if cats else None)
     for field, ftype in ((names["tIoU"], fo.FloatField), (names["vIoU"], fo.FloatField),
                          (names["category"], fo.StringField)):  # fmt: skip
         _declare_one(ds.add_sample_field, ds.get_field_schema(), field, dict(ftype=ftype))
