@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 INFO_KEY = "stvg"  # dataset.info[INFO_KEY]: benchmark, protocol, GT prefixes, evaluation summaries
 CATEGORIES = ("correct", "temporal_miss", "spatial_miss", "both_miss", "parse_failed")
+QUERY_VIEW = "per_query"  # saved view made by import_benchmark (per-video layout): query_view(ds)
 MIXED = "mixed"  # <key>_category of a sample whose queries fall in different categories (each query's is on its span)
 SYNTH = "synth"
 
@@ -214,6 +215,8 @@ def import_benchmark(
         },
     )
     apply_colors(ds, [gt_field])
+    if not one_sample_per_query and num_samples:  # per-query fields in the sidebar: one clip per query
+        ds.save_view(QUERY_VIEW, query_view(ds, gt_field), overwrite=True)
     result = {
         "dataset": ds.name,
         "benchmark": bench,
@@ -505,6 +508,8 @@ def evaluate_grounding(
         ds.set_values(field, sample_vals[field], key_field="id")
     for spans_field in (g.spans, pf.spans):
         _set_span_attrs(view, spans_field, rows, names)
+    if QUERY_VIEW in ds.list_saved_views() and gt_field == (_info(ds).get("gt_fields") or ["gt"])[0]:
+        ds.save_view(QUERY_VIEW, query_view(ds, gt_field), overwrite=True)  # its clips now carry the new attributes
 
     box: dict[str, Any] = {}
     if box_eval and pf.frames in (ds.get_frame_field_schema() or {}):

@@ -150,3 +150,16 @@ def test_headless_ground_returns_result_and_missing_params_are_named(synth_ds) -
     ):
         with pytest.raises(Exception, match=f"missing required parameter '{missing}'"):
             _run_op(name, synth_ds, **params)
+
+
+def test_import_saves_a_per_query_view_with_the_metrics(synth_ds, synth_dir) -> None:
+    from fiftyone_plugin.io import QUERY_VIEW, attach_predictions
+
+    ds = synth_ds
+    assert QUERY_VIEW in ds.list_saved_views()
+    attach_predictions(ds, _predictions(synth_dir), "pred", evaluate=True)
+    clips = ds.load_saved_view(QUERY_VIEW)
+    assert clips.count() == sum(len(q) for q in ds.values("qids"))
+    rows = ds.load_evaluation_results("pred").by_qid()
+    for qid, viou, category in zip(*clips.values(["gt_spans.qid", "gt_spans.pred_vIoU", "gt_spans.pred_category"])):
+        assert viou == pytest.approx(rows[qid]["vIoU"], rel=1e-12) and category == rows[qid]["category"]
