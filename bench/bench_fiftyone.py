@@ -67,8 +67,9 @@ def _save_loop(ds, preds) -> None:
     _declare(ds, pf)
     for sample, p in zip(ds.iter_samples(), preds):
         m = sample.metadata
-        values, frames = prediction_labels([p], m.frame_width, m.frame_height, m.frame_rate, m.total_frame_count)
-        for k in ("span", "spans", "confidence", "error", "meta"):
+        values, frames = prediction_labels([p], m.frame_width, m.frame_height, m.frame_rate, m.total_frame_count,
+                                           label=pf.base)
+        for k in ("spans", "confidence", "error", "meta"):  # the fields write_predictions writes
             sample[getattr(pf, k)] = values[k]
         for fn, dets in frames.items():
             sample.frames[fn][pf.frames] = dets

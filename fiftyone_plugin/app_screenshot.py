@@ -1,6 +1,7 @@
 """Screenshot the FiftyOne App showing a grounded dataset: the App itself, checked without a person.
 
-    python -m fiftyone_plugin.app_screenshot [--out docs/app.png] [--dataset NAME] [--port 5151]
+    python -m fiftyone_plugin.app_screenshot [--out docs/app.png] [--modal-out docs/app_modal.png]
+                                             [--dataset NAME] [--port 5151]
 
 Without ``--dataset`` it builds one: ``stvg synth`` videos, imported, grounded with the tiny model and
 evaluated. The App listens on 127.0.0.1 only; headless Chromium (Debian: ``apt-get install -y
@@ -71,22 +72,61 @@ def _wait_http(url: str, timeout_s: float = 60.0) -> None:
     raise TimeoutError(f"the App did not answer on {url}")
 
 
+SHIFTED_RUN = "shifted_gt"  # demo-only run: GT moved by 0.5 s and 6 px, so a second tube overlaps the first
+
+
+def _shifted_gt(queries):
+    """Predictions that are the GT tube 0.5 s early and 6 px right/down: overlapping the GT tube on the
+    clip's first frame, where the App's modal opens."""
+    from stvg_plugin.data import GroundingPrediction
+
+    out = []
+    for q in queries:
+        if q.span_frames is None:
+            continue
+        shift = max(1, int(round(q.fps / 2)))
+        s, e = q.span_frames
+        span = (max(s - shift, 0), max(e - shift, 1))
+        boxes = {f - shift: [x1 + 6, y1 + 6, x2 + 6, y2 + 6] for f, (x1, y1, x2, y2) in q.boxes.items()
+                 if span[0] <= f - shift < span[1]}
+        out.append(GroundingPrediction(qid=q.qid, span_frames=span, boxes=boxes))
+    return out
+
+
 def build_demo_dataset(work: Path, name: str):
-    """Synthetic videos -> import -> ground (tiny model) -> evaluate; returns the dataset."""
+    """Synthetic videos -> import -> ground (tiny model, run ``pred``) -> evaluate; plus the run ``shifted_gt``
+    (GT shifted, see :func:`_shifted_gt`): the random tiny model's boxes seldom meet the GT tube on screen."""
+    from stvg_plugin.data import read_queries
     from stvg_plugin.synth import generate_synthetic
 
-    from .io import evaluate_grounding, ground_videos, import_benchmark
+    from .io import attach_predictions, evaluate_grounding, ground_videos, import_benchmark
 
     generate_synthetic(work / "synth", num_videos=4, seed=0)
     ds, _ = import_benchmark("synth", work / "synth", name, overwrite=True)
     ground_videos(ds, "pred")
     evaluate_grounding(ds, "pred", "ev")
+    attach_predictions(ds, _shifted_gt(read_queries(work / "synth" / "annotations.jsonl")), SHIFTED_RUN)
     return ds
+
+
+def _modal_view(ds, eval_key: str | None = None):
+    """The view whose first sample the modal shows: the query clips (saved view ``per_query``; a clip opens
+    on its GT span, so both tubes are on screen), best-scored first, else the dataset (opens on frame 1)."""
+    from .io import QUERY_VIEW
+
+    if QUERY_VIEW not in ds.list_saved_views():
+        return ds.view()
+    clips = ds.load_saved_view(QUERY_VIEW)
+    scores = [f for f in clips.get_field_schema(flat=True) if f.startswith("gt_spans.") and f.endswith("_vIoU")]
+    if eval_key is not None and f"gt_spans.{eval_key}_vIoU" in scores:
+        scores = [f"gt_spans.{eval_key}_vIoU"]
+    return clips.sort_by(scores[0], reverse=True) if scores else clips
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "app.png"))
+    ap.add_argument("--modal-out", default=None, help="also screenshot the first sample's modal (GT and predicted tubes)")
     ap.add_argument("--dataset", default=None, help="an existing grounded dataset (default: build a demo one)")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args(argv)
@@ -119,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"app_screenshot: {out} looks blank (grayscale std {std:.1f} < {MIN_STD})", file=sys.stderr)
             return 1
         print(f"wrote {out} (grayscale std {std:.1f})")
+        if args.modal_out:  # the session's view, and the App opens a sample's modal from ?id=<sample id>
+            view = _modal_view(ds, None if args.dataset else SHIFTED_RUN)
+            session.view = view
+            modal = screenshot(f"{url}?id={view.first().id}", args.modal_out, chromium=chromium)
+            std = pixel_std(modal)
+            if std < MIN_STD:
+                print(f"app_screenshot: {modal} looks blank (grayscale std {std:.1f} < {MIN_STD})", file=sys.stderr)
+                return 1
+            print(f"wrote {modal} (grayscale std {std:.1f})")
         return 0
     finally:
         if session is not None:

@@ -21,6 +21,7 @@ import fiftyone as fo
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
 
+from .app import apply_colors
 from .labels import (
     FieldError,
     GtFields,
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 INFO_KEY = "stvg"  # dataset.info[INFO_KEY]: benchmark, protocol, GT prefixes, evaluation summaries
 CATEGORIES = ("correct", "temporal_miss", "spatial_miss", "both_miss", "parse_failed")
+QUERY_VIEW = "per_query"  # saved view made by import_benchmark (per-video layout): query_view(ds)
+MIXED = "mixed"  # <key>_category of a sample whose queries fall in different categories (each query's is on its span)
 SYNTH = "synth"
 
 
@@ -72,12 +75,13 @@ def _check_writable(view, pred: str, gt: str) -> tuple[PredFields, GtFields]:
 def _declare(ds: fo.Dataset, pf: PredFields) -> None:
     """Create the prediction fields (typed), refusing existing fields of another type."""
     want = {
-        pf.span: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetection),
         pf.spans: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
         pf.confidence: dict(ftype=fo.FloatField),
         pf.error: dict(ftype=fo.StringField),
         pf.meta: dict(ftype=fo.ListField, subfield=fo.DictField),
     }
+    if _info(ds).get("single_span_fields"):  # asked at import: <p>_span duplicates <p>_spans for one-query samples
+        want[pf.span] = dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetection)
     schema = ds.get_field_schema()
     for name, spec in want.items():
         _declare_one(ds.add_sample_field, schema, name, spec)
@@ -85,6 +89,7 @@ def _declare(ds: fo.Dataset, pf: PredFields) -> None:
         ds.add_frame_field, ds.get_frame_field_schema() or {}, pf.frames,
         dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections),
     )  # fmt: skip
+    apply_colors(ds, list(_info(ds).get("gt_fields") or ["gt"]), pf.base)
 
 
 def _declare_one(add, schema: dict, name: str, spec: dict) -> None:
@@ -145,6 +150,7 @@ def import_benchmark(
     persistent: bool = True,
     skip_missing_videos: bool = True,
     batch_size: int = 64,
+    single_span_fields: bool = False,
     **reader_kw: Any,
 ) -> tuple[fo.Dataset, dict]:
     """Load a benchmark (``stvg_plugin.adapters``) into a video dataset; returns ``(dataset, result)``.
@@ -152,7 +158,8 @@ def import_benchmark(
     A video that is missing on disk (or, lacking fps/size in the annotation, cannot be probed) is
     skipped and named in ``result["skipped"]``; an existing but undecodable file is imported (its
     grounding then records the decode error). No ffprobe is needed: metadata comes from the
-    annotation or PyAV's header read.
+    annotation or PyAV's header read. ``single_span_fields`` also writes ``<gt>_span`` / ``<p>_span``
+    (a ``TemporalDetection``) on one-query samples, duplicating ``<gt>_spans`` / ``<p>_spans``.
 
     ``overwrite=True`` never loses the existing dataset: the new one is built under a temporary
     name and swapped in only when the whole import succeeded (:func:`_swap_in`); on any failure the
@@ -172,7 +179,7 @@ def import_benchmark(
     ds = fo.Dataset(build_name, persistent=persistent)
     try:
         result = _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per_query, batch_size,
-                       skip_missing_videos)
+                       skip_missing_videos, single_span_fields)
     except BaseException:
         ds.delete()
         raise
@@ -201,7 +208,7 @@ def _swap_in(new: fo.Dataset, name: str) -> None:
 
 
 def _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per_query, batch_size,
-          skip_missing_videos) -> dict:
+          skip_missing_videos, single_span_fields) -> dict:
     """Add one sample per video (or per query) to ``ds``; returns the import result."""
     from stvg_plugin.adapters import default_protocol
     from stvg_plugin.video import VideoReadError
@@ -225,7 +232,7 @@ def _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per
         meta = video_metadata(video, fps, n, w, h)
         groups = [[q] for q in qs] if one_sample_per_query else [qs]
         for group in groups:
-            batch.append(gt_sample(video, group, meta, g, flat=one_sample_per_query))
+            batch.append(gt_sample(video, group, meta, g, flat=one_sample_per_query, single_span=single_span_fields))
             num_samples += 1
             num_queries += len(group)
         if len(batch) >= batch_size:
@@ -243,8 +250,12 @@ def _fill(ds, queries, skipped_entries, bench, path, g, gt_field, one_sample_per
             "protocol": default_protocol(bench),
             "layout": "query" if one_sample_per_query else "video",
             "gt_fields": sorted({gt_field, *(_info(ds).get("gt_fields") or [])}),
+            "single_span_fields": bool(single_span_fields),
         },
     )
+    apply_colors(ds, [gt_field])
+    if not one_sample_per_query and num_samples:  # per-query fields in the sidebar: one clip per query
+        ds.save_view(QUERY_VIEW, query_view(ds, gt_field), overwrite=True)
     result = {
         "dataset": ds.name,
         "benchmark": bench,
@@ -306,7 +317,8 @@ def _clear(ds: fo.Dataset, ids: Sequence[str], pf: PredFields) -> None:
     if not ids:
         return
     sub = ds.select(list(ids))
-    sub.clear_sample_fields(list(pf.sample_fields()))
+    schema = ds.get_field_schema()
+    sub.clear_sample_fields([f for f in pf.sample_fields() if f in schema])
     sub.clear_frame_field(pf.frames)
 
 
@@ -322,16 +334,18 @@ def write_predictions(ds: fo.Dataset, pf: PredFields, items: Sequence[tuple[str,
     for sid, meta, preds in items:
         w, h = float(meta.frame_width), float(meta.frame_height)
         n = int(meta.total_frame_count or 0) or None
-        values, _ = prediction_labels([_no_boxes(p) for p in preds], w, h, float(meta.frame_rate or 0), n)
-        frame_docs = prediction_frame_docs(preds, w, h)
+        values, _ = prediction_labels([_no_boxes(p) for p in preds], w, h, float(meta.frame_rate or 0), n, label=pf.base)
+        frame_docs = prediction_frame_docs(preds, w, h, label=pf.base)
         if frame_docs:
             frames[sid] = frame_docs
         for k in fields:
             fields[k][sid] = values[k]
     if frames:
         ds.set_values(f"frames.{pf.frames}", frames, key_field="id", validate=False)
+    single = pf.span in ds.get_field_schema()  # declared only for datasets imported with single_span_fields
     for k in ("span", "spans", "confidence", "error", "meta"):
-        ds.set_values(getattr(pf, k), fields[k], key_field="id")
+        if k != "span" or single:
+            ds.set_values(getattr(pf, k), fields[k], key_field="id")
 
 
 def _no_boxes(p: GroundingPrediction) -> GroundingPrediction:
@@ -488,11 +502,16 @@ def evaluate_grounding(
 
     Writes, for eval key ``k`` (default: the prediction field's name): sample floats ``k_tIoU``,
     ``k_vIoU`` (mean over the sample's queries; exactly the query's values in the one-query layout),
-    ``k_category`` (one-query samples); per query, the attributes ``k_tIoU``, ``k_vIoU``,
+    ``k_category`` (the queries' common category, ``mixed`` when they differ); per query, the attributes ``k_tIoU``, ``k_vIoU``,
     ``k_category`` on the ``<gt>_spans`` labels (sort ``ds.to_clips("<gt>_spans")`` by them) and
     on ``<p>_spans``. With ``box_eval``, frame boxes also go through FiftyOne's
     ``evaluate_detections`` (key ``k_box``, classwise=False). The summary is ``evaluate``'s own.
+
+    The run is a FiftyOne evaluation run with key ``k`` (:mod:`fiftyone_plugin.evaluation`):
+    ``list_evaluations()`` shows it, ``load_evaluation_results(k)`` returns the summary and the
+    per-query rows, ``delete_evaluation(k)`` removes every field above. Re-running a key replaces it.
     """
+    from fiftyone_plugin.evaluation import StvgEvaluationConfig, StvgEvaluationResults
     from stvg_plugin.metrics import evaluate
 
     check_name(pred_field, "prediction field")
@@ -513,6 +532,11 @@ def evaluate_grounding(
     result = evaluate(queries, predictions_from_view(view, pred_field), protocol=protocol)
     rows = {r["qid"]: dict(r, category=categorize(r, tiou_thresh, viou_thresh)) for r in result.per_query}
 
+    config = StvgEvaluationConfig(pred_field=pred_field, gt_field=gt_field, protocol=protocol, tiou_thresh=tiou_thresh,
+                                  viou_thresh=viou_thresh, box_eval=box_eval, box_iou=box_iou)
+    method = config.build()
+    method.register_run(view, key, overwrite=True, cleanup=True)  # a previous run of this key: its fields go first
+
     names = {m: f"{key}_{m}" for m in ("tIoU", "vIoU", "category")}
     ids, qids = view.values(["id", "qids"])
     sample_vals: dict[str, dict[str, Any]] = {n: {} for n in names.values()}
@@ -520,13 +544,16 @@ def evaluate_grounding(
         sub = [rows[q] for q in qs or [] if q in rows]
         sample_vals[names["tIoU"]][sid] = _mean(r.get("tIoU") for r in sub)
         sample_vals[names["vIoU"]][sid] = _mean(r.get("vIoU") for r in sub)
-        sample_vals[names["category"]][sid] = sub[0]["category"] if len(sub) == 1 else None
+        cats = {r["category"] for r in sub}
+        sample_vals[names["category"]][sid] = cats.pop() if len(cats) == 1 else (MIXED if cats else None)
     for field, ftype in ((names["tIoU"], fo.FloatField), (names["vIoU"], fo.FloatField),
                          (names["category"], fo.StringField)):  # fmt: skip
         _declare_one(ds.add_sample_field, ds.get_field_schema(), field, dict(ftype=ftype))
         ds.set_values(field, sample_vals[field], key_field="id")
     for spans_field in (g.spans, pf.spans):
         _set_span_attrs(view, spans_field, rows, names)
+    if QUERY_VIEW in ds.list_saved_views() and gt_field == (_info(ds).get("gt_fields") or ["gt"])[0]:
+        ds.save_view(QUERY_VIEW, query_view(ds, gt_field), overwrite=True)  # its clips now carry the new attributes
 
     box: dict[str, Any] = {}
     if box_eval and pf.frames in (ds.get_frame_field_schema() or {}):
@@ -555,6 +582,9 @@ def evaluate_grounding(
     evals[key] = out
     info["evaluations"] = evals
     _save_info(ds, info)
+    results = StvgEvaluationResults(view, config, key, summary=result.summary, per_query=list(rows.values()),
+                                    categories=out["categories"], box=box, backend=method)
+    method.save_run_results(view, key, results)
     return out
 
 

@@ -2,14 +2,16 @@
 
 Dataset layout (one sample per video by default; ``one_sample_per_query=True`` flattens):
 
-* ``<gt>_spans``: ``TemporalDetections``, one ``label="target"`` span per query (attributes ``qid``,
-  ``query``); ``<gt>_span``: the same span as a ``TemporalDetection`` when the sample holds one query;
-* ``frames.<gt>``: ``Detections``, one box per query tube per frame, the same ``fo.Instance`` on every
-  frame of a tube, attribute ``qid``;
+* ``<gt>_spans``: ``TemporalDetections``, one span per query labelled with the GT prefix (``gt``),
+  attributes ``qid``, ``query``; ``<gt>_span``: the same span as a ``TemporalDetection`` when the sample
+  holds one query, written only when asked (``single_span_fields``: it duplicates ``<gt>_spans``);
+* ``frames.<gt>``: ``Detections``, one box per query tube per frame labelled ``gt``, the same
+  ``fo.Instance`` on every frame of a tube, attributes ``qid``, ``query``;
 * ``qids`` / ``queries``: the sample's query ids and texts (lists); flattened samples also get ``qid``
   and ``query`` strings; ``<gt>_queries``: each query's non-box fields (fps, seconds span, qtype,
   ``extra``), what the metric protocols need beyond the labels;
-* predictions ``<p>_spans`` / ``<p>_span`` / ``frames.<p>`` mirror the GT layout, plus
+* predictions ``<p>_spans`` / ``<p>_span`` / ``frames.<p>`` mirror the GT layout (labelled with the
+  run's name ``<p>``), plus
   ``<p>_meta`` (each answer's exact span, raw text, parse/decode status), ``<p>_confidence`` (mean)
   and ``<p>_error`` (decode error of the sample, else None).
 
@@ -150,8 +152,8 @@ def to_absolute(bbox: Sequence[float], width: float, height: float) -> list[floa
     return [x1, y1, x1 + bw * width, y1 + bh * height]
 
 
-def make_detection(box: Sequence[float], width: float, height: float, **attrs: Any) -> fo.Detection:
-    """A ``label="target"`` detection of an absolute xyxy box.
+def make_detection(box: Sequence[float], width: float, height: float, label: str = TARGET, **attrs: Any) -> fo.Detection:
+    """A detection of an absolute xyxy box (``label``: the GT prefix or the run that drew it).
 
     ~4% of float boxes have no relative form that maps back bit for bit (``r * W`` skips values);
     those also keep ``abs_box``, used on the way back only while the box is unedited.
@@ -160,7 +162,7 @@ def make_detection(box: Sequence[float], width: float, height: float, **attrs: A
     box = [float(v) for v in box]
     if to_absolute(rel, width, height) != box:
         attrs["abs_box"] = box
-    return fo.Detection(label=TARGET, bounding_box=rel, **attrs)
+    return fo.Detection(label=label, bounding_box=rel, **attrs)
 
 
 def detection_box(det: fo.Detection, width: float, height: float) -> list[float]:
@@ -218,7 +220,7 @@ def query_record(q: GroundingQuery) -> dict[str, Any]:
     return d
 
 
-def gt_labels(queries: Sequence[GroundingQuery], width: float, height: float):
+def gt_labels(queries: Sequence[GroundingQuery], width: float, height: float, label: str = TARGET):
     """Sample-level and frame-level GT labels of the queries of one sample.
 
     Returns ``(sample_fields: dict, frames: {frame_number: [fo.Detection, ...]})``.
@@ -227,26 +229,27 @@ def gt_labels(queries: Sequence[GroundingQuery], width: float, height: float):
     for q in queries:
         sup = _span_support(q.span_frames)
         if sup is not None:
-            spans.append(fo.TemporalDetection(label=TARGET, support=sup, qid=q.qid, query=q.query))
+            spans.append(fo.TemporalDetection(label=label, support=sup, qid=q.qid, query=q.query))
         inst = fo.Instance()
         for f, box in sorted(q.boxes.items()):
-            det = make_detection(box, width, height, instance=inst, qid=q.qid)
+            det = make_detection(box, width, height, label=label, instance=inst, qid=q.qid, query=q.query)
             frames.setdefault(int(f) + 1, []).append(det)
     fields = {"spans": fo.TemporalDetections(detections=spans), "span": spans[0] if len(queries) == 1 and spans else None}
     return fields, frames
 
 
 def gt_sample(
-    video: str, queries: Sequence[GroundingQuery], metadata: fo.VideoMetadata, gt: GtFields, flat: bool
+    video: str, queries: Sequence[GroundingQuery], metadata: fo.VideoMetadata, gt: GtFields, flat: bool,
+    single_span: bool = False,
 ) -> fo.Sample:
     """One ``fo.Sample`` holding ``queries`` (all of one video) with the layout of the module docstring."""
-    fields, frames = gt_labels(queries, metadata.frame_width, metadata.frame_height)
+    fields, frames = gt_labels(queries, metadata.frame_width, metadata.frame_height, label=gt.base)
     sample = fo.Sample(filepath=video, metadata=metadata)
     sample["qids"] = [q.qid for q in queries]
     sample["queries"] = [q.query for q in queries]
     sample[gt.queries] = [query_record(q) for q in queries]
     sample[gt.spans] = fields["spans"]
-    if fields["span"] is not None:
+    if single_span and fields["span"] is not None:
         sample[gt.span] = fields["span"]
     if flat:
         sample["qid"] = queries[0].qid
@@ -356,7 +359,8 @@ def prediction_record(p: GroundingPrediction) -> dict[str, Any]:
 
 
 def prediction_labels(
-    preds: Sequence[GroundingPrediction], width: float, height: float, fps: float = 0.0, num_frames: int | None = None
+    preds: Sequence[GroundingPrediction], width: float, height: float, fps: float = 0.0, num_frames: int | None = None,
+    label: str = TARGET,
 ) -> tuple[dict[str, Any], dict[int, fo.Detections]]:
     """Sample-field values and ``{frame_number: Detections}`` for the predictions of one sample.
 
@@ -374,11 +378,11 @@ def prediction_labels(
             span = (sp.start, sp.end)
         sup = _span_support(span)
         if sup is not None:
-            spans.append(fo.TemporalDetection(label=TARGET, support=sup, confidence=p.confidence, qid=p.qid))
+            spans.append(fo.TemporalDetection(label=label, support=sup, confidence=p.confidence, qid=p.qid))
         if p.boxes:
             inst = fo.Instance()
             for f, box in p.boxes.items():
-                det = make_detection(box, width, height, instance=inst, qid=p.qid, confidence=p.confidence)
+                det = make_detection(box, width, height, label=label, instance=inst, qid=p.qid, confidence=p.confidence)
                 frames.setdefault(int(f) + 1, []).append(det)
     errors = sorted({p.error for p in preds if p.error})
     values = {
@@ -405,7 +409,7 @@ def _template(kind: str) -> dict:
 
 
 def prediction_frame_docs(
-    preds: Sequence[GroundingPrediction], width: float, height: float
+    preds: Sequence[GroundingPrediction], width: float, height: float, label: str = TARGET
 ) -> dict[int, dict[str, Any]]:
     """``{frame_number: stored Detections document}``: the same content as :func:`prediction_labels`'s frames,
     built as plain documents (~20x cheaper than validated ``fo.Detection`` objects; for bulk writes with
@@ -424,7 +428,7 @@ def prediction_frame_docs(
             if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
                 raise StvgError(f"prediction {p.qid}: frame {f} has an invalid box {box!r}")
             rel = to_relative(box, width, height)
-            d = dict(det_t, _id=ObjectId(), bounding_box=rel, confidence=conf, instance=inst, qid=p.qid)
+            d = dict(det_t, _id=ObjectId(), label=label, bounding_box=rel, confidence=conf, instance=inst, qid=p.qid)
             d["tags"] = []
             if to_absolute(rel, width, height) != [float(v) for v in box]:
                 d["abs_box"] = [float(v) for v in box]

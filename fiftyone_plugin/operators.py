@@ -5,9 +5,11 @@ ones)::
 
     foo.execute_operator("@stvg/grounding/ground_videos", ctx=dict(dataset=ds, params={"pred_field": "pred"}))
 
-``ground_videos`` streams progress in immediate mode (a generator, so its result is not returned:
-read ``dataset.info["stvg"]["runs"][pred_field]``) and reports it with ``ctx.set_progress`` when
-delegated (``fiftyone delegated launch``), where the result is stored on the operation.
+``ground_videos`` streams progress when run from the App in immediate mode (the form's
+``stream_progress``; a generator, so that run's result is read from
+``dataset.info["stvg"]["runs"][pred_field]``); a headless call without ``stream_progress`` returns
+its result, and a delegated run (``fiftyone delegated launch``) stores it on the operation.
+A missing required parameter fails with a message naming it (:func:`_required`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ PLUGIN = "@stvg/grounding"
 def _p(ctx, name: str, default: Any = None) -> Any:
     value = ctx.params.get(name, default)
     return default if value in (None, "") else value
+
+
+class MissingParamError(ValueError):
+    """A required operator parameter is absent; the message names it and what it is for."""
+
+
+def _required(ctx, name: str, what: str) -> Any:
+    """``ctx.params[name]``, or an error naming the parameter.
+
+    Required inputs are declared ``required=False`` in the forms and checked here: FiftyOne's own
+    schema validation, which runs first and also headlessly, reports only "Validation error".
+    """
+    value = _p(ctx, name)
+    if value is None:
+        raise MissingParamError(f"missing required parameter {name!r} ({what})")
+    return value
 
 
 def _gt_input(inputs: types.Object) -> None:
@@ -57,9 +75,9 @@ class ImportBenchmark(foo.Operator):
         choices = types.Dropdown()
         for name in (*BENCHMARKS, stvg_io.SYNTH):
             choices.add_choice(name, label=name)
-        inputs.enum("benchmark", choices.values(), required=True, label="Benchmark", view=choices)
-        inputs.str("annotations", required=True, label="Annotations file (or `stvg synth` folder)")
-        inputs.str("dataset_name", required=True, label="Dataset name")
+        inputs.enum("benchmark", choices.values(), required=False, label="Benchmark (required)", view=choices)
+        inputs.str("annotations", required=False, label="Annotations file (or `stvg synth` folder) (required)")
+        inputs.str("dataset_name", required=False, label="Dataset name (required)")
         inputs.str("video_root", required=False, label="Video folder (if the annotations hold names only)")
         inputs.bool("one_sample_per_query", default=False, required=False, label="One sample per query",
                     description="Flatten: per-query tIoU/vIoU become plain sample fields")  # fmt: skip
@@ -69,9 +87,9 @@ class ImportBenchmark(foo.Operator):
 
     def execute(self, ctx) -> dict:
         ds, result = stvg_io.import_benchmark(
-            ctx.params["benchmark"],
-            ctx.params["annotations"],
-            ctx.params["dataset_name"],
+            _required(ctx, "benchmark", "the benchmark format"),
+            _required(ctx, "annotations", "the annotation file or `stvg synth` folder"),
+            _required(ctx, "dataset_name", "the dataset to create"),
             video_root=_p(ctx, "video_root"),
             one_sample_per_query=bool(_p(ctx, "one_sample_per_query", False)),
             gt_field=_p(ctx, "gt_field", "gt"),
@@ -102,7 +120,7 @@ class GroundVideos(foo.Operator):
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Ground")
-        inputs.str("pred_field", required=True, label="Prediction field",
+        inputs.str("pred_field", required=False, label="Prediction field (required)",
                    description="writes <p>_span, <p>_spans, frames.<p>, <p>_confidence, <p>_error, <p>_meta")  # fmt: skip
         inputs.str("model", default="spacevllm_tiny", required=False, label="Model",
                    description="a model-core preset (e.g. spacevllm_tiny, spacevllm_7b) or `prompted`")  # fmt: skip
@@ -115,12 +133,15 @@ class GroundVideos(foo.Operator):
         inputs.bool("overwrite", default=False, required=False, label="Redo samples already grounded")
         inputs.int("batch_size", default=16, required=False, label="Samples per database write")
         inputs.int("max_samples", required=False, label="Stop after N new samples (rerun continues)")
+        # the App fills this default in, so App runs stream progress; a headless call that leaves it out
+        # gets the result back (a generator's return value never reaches execute_operator's caller)
+        inputs.bool("stream_progress", default=True, required=False, label="Show progress while running")
         return types.Property(inputs, view=types.View(label="Ground videos"))
 
     def execute(self, ctx):
         events = stvg_io.iter_ground(
             ctx.target_view(),
-            ctx.params["pred_field"],
+            _required(ctx, "pred_field", "the prediction field to write"),
             model=_p(ctx, "model", "spacevllm_tiny"),
             checkpoint=_p(ctx, "checkpoint"),
             trust_remote_code=bool(_p(ctx, "trust_remote_code", False)),
@@ -131,7 +152,8 @@ class GroundVideos(foo.Operator):
             batch_size=int(_p(ctx, "batch_size", 16)),
             max_samples=_p(ctx, "max_samples"),
         )
-        if ctx.delegated:  # a worker: progress goes on the operation, the result is stored with it
+        if ctx.delegated or not ctx.params.get("stream_progress"):
+            # a worker (progress goes on the operation, the result is stored with it) or a headless call
             result: dict = {}
             for ev in events:
                 result = ev.get("result", result)
@@ -167,7 +189,7 @@ class EvaluateGrounding(foo.Operator):
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Evaluate")
-        inputs.str("pred_field", required=True, label="Prediction field")
+        inputs.str("pred_field", required=False, label="Prediction field (required)")
         inputs.str("eval_key", required=False, label="Evaluation key (default: the prediction field)")
         _gt_input(inputs)
         inputs.enum("protocol", list(PROTOCOLS), required=False, label="Protocol (default: the benchmark's)")
@@ -179,7 +201,7 @@ class EvaluateGrounding(foo.Operator):
     def execute(self, ctx) -> dict:
         result = stvg_io.evaluate_grounding(
             ctx.target_view(),
-            ctx.params["pred_field"],
+            _required(ctx, "pred_field", "the prediction field to evaluate"),
             _p(ctx, "eval_key"),
             gt_field=_p(ctx, "gt_field", "gt"),
             protocol=_p(ctx, "protocol"),
@@ -209,8 +231,8 @@ class ImportLmmsEvalResults(foo.Operator):
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
-        inputs.str("samples_path", required=True, label="lmms-eval samples JSONL (--log_samples)")
-        inputs.str("run_name", required=True, label="Run name (prediction field and eval key)")
+        inputs.str("samples_path", required=False, label="lmms-eval samples JSONL (--log_samples) (required)")
+        inputs.str("run_name", required=False, label="Run name (prediction field and eval key) (required)")
         _gt_input(inputs)
         inputs.bool("evaluate", default=True, required=False, label="Evaluate the run")
         inputs.str("compare_to", required=False, label="Evaluated run to compare with (writes delta_vIoU_<run>_<other>)")
@@ -219,8 +241,8 @@ class ImportLmmsEvalResults(foo.Operator):
     def execute(self, ctx) -> dict:
         result = stvg_io.import_lmms_eval_results(
             ctx.dataset.view(),
-            ctx.params["samples_path"],
-            ctx.params["run_name"],
+            _required(ctx, "samples_path", "the lmms-eval --log_samples JSONL"),
+            _required(ctx, "run_name", "the prediction field and eval key to write"),
             gt_field=_p(ctx, "gt_field", "gt"),
             evaluate=bool(_p(ctx, "evaluate", True)),
             compare_to=_p(ctx, "compare_to"),

@@ -345,11 +345,6 @@ def prediction_from_answer(
     return fill_prediction_boxes(prediction, query.num_frames, query.width, query.height)
 
 
-def total(items: list[float]) -> float:
-    """Aggregation for the count metrics (lmms-eval has no ``sum``)."""
-    return float(sum(items))
-
-
 def _finite(x: Any) -> float:
     try:
         v = float(x)
@@ -395,4 +390,36 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
         out["failure"] = f"{type(exc).__name__}: {exc}"
         if out["prediction"] is None:
             out["prediction"] = GroundingPrediction(qid=str(doc.get("qid")), raw_text=answer, error=out["failure"]).to_json()
+    return out
+
+
+# --------------------------------------------------------------------------- what lmms-eval records
+
+DETAIL_METRIC = "queries"
+
+
+def count_set(items: list[Any]) -> float:
+    """Aggregation of the count metrics: how many samples recorded something (a failure, a missing file).
+
+    Their per-sample values are the failure text / the missing path or ``None``, not 0/1 floats: lmms-eval
+    computes a standard error only for numeric items, and a count has none.
+    """
+    return float(sum(item is not None for item in items))
+
+
+def lmms_process_results(doc: dict, results: list[str]) -> dict[str, Any]:
+    """``process_results`` as the task YAMLs name it: :func:`process_results` reshaped for lmms-eval's records.
+
+    lmms-eval turns every returned key into a ``"<key>,none"`` entry of the results file (``[]`` for a key
+    without an aggregation), so every key here is a listed metric: the scores (means), ``parse_failed``
+    (a rate), ``error`` and ``missing_video`` (counts, see :func:`count_set`) and ``queries``, whose
+    per-sample value is the query's detail record (``qid``, ``video``, the scored ``prediction``) kept in
+    the ``--log_samples`` file and whose aggregate is the number of queries scored.
+    """
+    out = process_results(doc, results)
+    failure = out.pop("failure", None)
+    detail = {key: out.pop(key, None) for key in ("qid", "video", "prediction")}
+    out["error"] = (failure or "error") if out.get("error") else None
+    out["missing_video"] = detail["video"] if out.get("missing_video") else None
+    out[DETAIL_METRIC] = detail
     return out

@@ -1,10 +1,11 @@
 """Read an lmms-eval run of the ``stvg_*`` tasks back as predictions (for ``stvg evaluate`` and FiftyOne).
 
 Each line of ``<date>_samples_<task>.jsonl`` (written with ``--log_samples``) carries, besides
-lmms-eval's own keys (``doc_id``, ``target``, ``filtered_resps``, ...), the detail keys of
-:func:`lmms_tasks.common.process_results`: ``qid``, ``video``, ``prediction`` (the exact
-``GroundingPrediction.to_json()`` that was scored: ``span_frames``/``span_s``, ``boxes``,
-``raw_text``, ``parse_failed``, ``error``), ``failure`` and one float per metric.
+lmms-eval's own keys (``doc_id``, ``target``, ``filtered_resps``, ...), the per-sample value of every
+metric of :func:`lmms_tasks.common.lmms_process_results`: one float per score, ``error`` / ``missing_video``
+(the failure text / the missing path, or null) and ``queries``, the detail record: ``qid``, ``video``
+and ``prediction`` (the exact ``GroundingPrediction.to_json()`` that was scored: ``span_frames``/``span_s``,
+``boxes``, ``raw_text``, ``parse_failed``, ``error``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from lmms_tasks.common import DETAIL_METRIC
 from stvg_plugin.data import AnnotationError, GroundingPrediction, iter_jsonl, write_jsonl
 
 
@@ -25,6 +27,8 @@ def read_samples(path: str | os.PathLike) -> Iterator[GroundingPrediction]:
     """
     for lineno, obj in iter_jsonl(path):
         entry = f"line {lineno}"
+        if isinstance(obj, dict) and isinstance(obj.get(DETAIL_METRIC), dict):
+            obj = obj[DETAIL_METRIC]  # the detail record (older runs wrote its keys at the top level)
         if not isinstance(obj, dict) or not isinstance(obj.get("prediction"), dict):
             raise AnnotationError("no 'prediction' detail: not a samples file of an stvg_* task", path, entry)
         pred = GroundingPrediction.from_json(obj["prediction"], path, entry)

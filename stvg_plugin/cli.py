@@ -10,13 +10,13 @@ lmms-eval CLI with this project's tasks on the include path and a real exit stat
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from stvg_plugin.configs import command_help, compose_errors, config_source, usage_line
 from stvg_plugin.data import StvgError
 
 log = logging.getLogger("stvg")
@@ -45,12 +45,9 @@ Every command accepts Hydra overrides (key=value, group=option, --multirun, --cf
 """
 
 
-def config_dir() -> Path:
-    """``conf/`` of the checkout (or ``$STVG_CONF_DIR``), where the Hydra configs live."""
-    env = os.environ.get("STVG_CONF_DIR")
-    if env:
-        return Path(env).resolve()
-    return (Path(__file__).resolve().parent.parent / "conf").resolve()
+def config_dir() -> str:
+    """The Hydra ``config_path``: ``$STVG_CONF_DIR``, the installed package's configs or the checkout's ``conf/``."""
+    return config_source()
 
 
 def _load(target: str) -> Callable[[DictConfig], object]:
@@ -60,7 +57,21 @@ def _load(target: str) -> Callable[[DictConfig], object]:
 
 
 def run_command(command: str, overrides: list[str]) -> int:
-    """Run one Hydra subcommand in-process; returns the exit status."""
+    """Run one Hydra subcommand in-process; returns the exit status.
+
+    ``--help`` prints the command's keys; otherwise the config is composed once up front, so a bad
+    override or an unset mandatory key ends here with one line, the usage line and exit status 2,
+    before the command's (possibly heavy) imports. Hydra's own flags (``--cfg``, ``--multirun``, ...)
+    skip that check and go to Hydra unchanged.
+    """
+    if any(arg in ("-h", "--help") for arg in overrides):
+        print(command_help(command))
+        return 0
+    if not any(arg.startswith("-") for arg in overrides):
+        problem = compose_errors(command, overrides)
+        if problem:
+            print(f"stvg {command}: error: {problem}\n{usage_line(command)}", file=sys.stderr)
+            return 2
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
@@ -77,7 +88,7 @@ def run_command(command: str, overrides: list[str]) -> int:
             if HydraConfig.get().mode.name == "MULTIRUN":
                 raise
 
-    wrapped = hydra.main(config_path=str(config_dir()), config_name=command, version_base=None)(task)
+    wrapped = hydra.main(config_path=config_dir(), config_name=command, version_base=None)(task)
     saved = sys.argv
     sys.argv = [f"stvg {command}", *overrides]
     try:

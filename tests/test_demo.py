@@ -57,7 +57,7 @@ def test_short_demo_runs_every_step_twice(tmp_path: Path, private_db: str) -> No
     assert "open the App" in res.stdout and "stvg-demo-test" in res.stdout
 
     check = ("import fiftyone as fo; ds = fo.load_dataset('stvg-demo-test'); "
-             "print(len(fo.list_datasets()), len(ds), ds.has_field('spacevllm_span'), ds.has_field('chance_span'))")
+             "print(len(fo.list_datasets()), len(ds), ds.has_field('spacevllm_spans'), ds.has_field('chance_spans'))")
     env = {**os.environ, "FIFTYONE_DATABASE_URI": private_db, "FIFTYONE_DATABASE_VALIDATION": "false"}
     got = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True)
     n_datasets, n_samples, has_model, has_chance = got.stdout.split()[-4:]

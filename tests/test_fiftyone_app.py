@@ -21,7 +21,9 @@ def test_app_screenshot_is_not_blank(tmp_path):
     out = tmp_path / "app.png"
     env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
     env["FIFTYONE_DO_NOT_TRACK"] = "true"
-    res = subprocess.run([sys.executable, "-m", "fiftyone_plugin.app_screenshot", "--out", str(out)],
+    modal = tmp_path / "modal.png"
+    res = subprocess.run([sys.executable, "-m", "fiftyone_plugin.app_screenshot", "--out", str(out),
+                          "--modal-out", str(modal)],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert pixel_std(out) >= MIN_STD
+    assert pixel_std(out) >= MIN_STD and pixel_std(modal) >= MIN_STD

@@ -182,7 +182,7 @@ def test_refused_before_anything_is_written(synth_ds):
             run_op("ground_videos", synth_ds, **params)
     with pytest.raises(Exception, match="not a valid name"):
         run_op("evaluate_grounding", synth_ds, pred_field="pred", eval_key="a.b")
-    with pytest.raises(Exception, match="pred_field. Reason: Required property"):
+    with pytest.raises(Exception, match="missing required parameter .pred_field."):
         run_op("ground_videos", synth_ds, model="spacevllm_tiny")
     assert (sorted(synth_ds.get_field_schema()), sorted(synth_ds.get_frame_field_schema())) == before_schema
     assert gt_digest(synth_ds) == before

@@ -123,28 +123,63 @@ def test_lmms_numbers_equal_stvg_evaluate(spacevllm_run: dict, data: dict, task:
 def test_lmms_samples_carry_prediction_details(spacevllm_run: dict, data: dict) -> None:
     for task in TASK_FILES:
         lines = _samples(spacevllm_run["out"], task)
-        good = [s for s in lines if s["video"] not in (data["corrupt"], data["missing"])]
+        good = [s for s in lines if s["queries"]["video"] not in (data["corrupt"], data["missing"])]
         assert good, task
         for s in good:
-            pred = s["prediction"]
-            assert s["qid"] == pred["qid"] and os.path.isfile(s["video"])
+            detail = s["queries"]
+            pred = detail["prediction"]
+            assert detail["qid"] == pred["qid"] and os.path.isfile(detail["video"])
             assert pred["span_frames"][1] > pred["span_frames"][0] and pred["boxes"] and "raw_text" in pred
-            assert s["error"] == 0.0 and s["failure"] is None
+            assert s["error"] is None and s["missing_video"] is None
             assert json.loads(s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0])
 
 
 def test_lmms_bad_and_missing_videos_score_zero_and_are_named(spacevllm_run: dict, data: dict) -> None:
     lines = _samples(spacevllm_run["out"], "stvg_synthetic")
-    corrupt = [s for s in lines if s["video"] == data["corrupt"]]
-    missing = [s for s in lines if s["video"] == data["missing"]]
+    corrupt = [s for s in lines if s["queries"]["video"] == data["corrupt"]]
+    missing = [s for s in lines if s["queries"]["video"] == data["missing"]]
     assert corrupt and missing
     for s in corrupt + missing:
-        assert s["error"] == 1.0 and s["m_vIoU"] == 0.0 and s["m_tIoU"] == 0.0
-        assert s["video"] in s["failure"]  # the failure names the file
-    assert all(s["missing_video"] == 1.0 for s in missing) and all(s["missing_video"] == 0.0 for s in corrupt)
+        assert s["m_vIoU"] == 0.0 and s["m_tIoU"] == 0.0
+        assert s["queries"]["video"] in s["error"]  # the failure names the file
+    assert all(s["missing_video"] == data["missing"] for s in missing)
+    assert all(s["missing_video"] is None for s in corrupt)
     results = _results(spacevllm_run["out"])["results"]["stvg_synthetic"]
     assert results["missing_video,none"] == len(missing)
     assert results["error,none"] == len(corrupt) + len(missing)
+
+
+def test_lmms_results_hold_only_metrics_and_no_count_stderr(spacevllm_run: dict) -> None:
+    """No ``"qid,none": []`` junk; counts without a standard error; lmms-eval's version, not our commit."""
+    from importlib.metadata import version
+
+    from lmms_tasks.common import COUNT_METRICS, DETAIL_METRIC
+
+    run = _results(spacevllm_run["out"])
+    for task in TASK_FILES:
+        results = run["results"][task]
+        listed = set(run["higher_is_better"][task])
+        assert DETAIL_METRIC in listed
+        for key, value in results.items():
+            if key in ("alias", "samples"):
+                continue
+            metric = key.split(",")[0]
+            base = metric.split("_stderr")[0]
+            assert base in listed, f"{task}: {key} is not a metric"
+            assert not isinstance(value, list), f"{task}: {key} = {value!r}"
+        for name in ("error", "missing_video", DETAIL_METRIC):
+            assert isinstance(results[f"{name},none"], float)
+            stderr_keys = [k for k in results if k.startswith(f"{name}_stderr")]
+            assert stderr_keys and all(results[k] == "N/A" for k in stderr_keys), {k: results[k] for k in stderr_keys}
+        assert results[f"{DETAIL_METRIC},none"] == run["n-samples"][task]["effective"]
+        assert isinstance(results["m_vIoU_stderr,none"], float)  # the means keep theirs
+        assert set(COUNT_METRICS) <= listed
+    assert run["lmms_eval_version"] == version("lmms-eval")
+    head = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short=8", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:
+        assert head.stdout.strip() not in run["lmms_eval_version"]
+        assert not str(run.get("git_hash") or "").startswith(head.stdout.strip()[:7])
 
 
 def test_stvg_evaluate_cli_reads_logged_predictions(spacevllm_run: dict, data: dict, tmp_path: Path) -> None:
@@ -211,6 +246,25 @@ def test_missing_annotation_env_var_is_named_with_exit_2(tmp_path: Path) -> None
     proc = _stvg_lmms(["--model", "spacevllm", "--tasks", "stvg_vidstg"],
                       _env(tmp_path, STVG_VIDSTG_ANNOTATIONS=str(tmp_path / "nope.json")))
     assert proc.returncode == 2 and f"STVG_VIDSTG_ANNOTATIONS={tmp_path / 'nope.json'} is not an existing file" in proc.stderr
+
+
+def test_task_typo_exits_2_with_the_closest_names_before_importing_lmms_eval(tmp_path: Path) -> None:
+    probe = ("import sys, json; from lmms_tasks.cli import main; code = main(sys.argv[1:]); "
+             "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('lmms_eval', 'torch') if m in sys.modules)}))")
+    for argv, needle in ((["--model", "spacevllm", "--tasks", "stvg_synthtic"], "did you mean stvg_synthetic"),
+                         (["--model", "spacevllm", "--tasks=stvg_hcstvg_v3"], "stvg_hcstvg_v1"),
+                         (["--model", "spacevllm", "--tasks", "stvg_hcstvg_v2"], "STVG_HCSTVG_V2_ANNOTATIONS is not set")):
+        proc = subprocess.run([sys.executable, "-c", probe, *argv], env=_env(tmp_path), capture_output=True, text=True,
+                              timeout=TIMEOUT)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out == {"code": 2, "heavy": []}, (argv, out, proc.stderr)
+        assert needle in proc.stderr, proc.stderr
+
+
+def test_tasks_list_exits_0(tmp_path: Path) -> None:
+    proc = _stvg_lmms(["--tasks", "list"], _env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stvg_synthetic" in proc.stdout + proc.stderr
 
 
 def test_failed_evaluation_exits_non_zero(data: dict) -> None:
@@ -293,7 +347,7 @@ def test_task_yaml_metrics_match_process_results() -> None:
         path = next(Path(TASKS_DIR).glob(f"*/{task}.yaml"))
         cfg = yaml.load(path.read_text(), Loader=_Loader)
         listed = [m["metric"] for m in cfg["metric_list"]]
-        expected = [*metric_names(default_protocol(src.benchmark)), "parse_failed", "missing_video", "error"]
+        expected = [*metric_names(default_protocol(src.benchmark)), "parse_failed", "missing_video", "error", "queries"]
         assert listed == expected, task
         assert cfg["task"] == task and cfg["include"] == "../_default_template_stvg_yaml"
 
@@ -377,3 +431,24 @@ def test_per_model_prompt_variants_are_lmms_evals_own_kwargs(data: dict, monkeyp
         tm = TaskManager("ERROR", include_path=TASKS_DIR, include_defaults=False, model_name=model)
         task = tm.load_task_or_group(["stvg_synthetic"])["stvg_synthetic"]
         assert task.lmms_eval_specific_kwargs["box_scale"] == scale, model
+
+
+def test_lmms_process_results_returns_exactly_the_listed_metrics(data: dict) -> None:
+    """Every key returned is a metric of the task YAML, so lmms-eval writes no ``"key,none": []`` entries."""
+    import yaml
+
+    from lmms_tasks.common import lmms_process_results
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    cfg = yaml.load((Path(TASKS_DIR) / "synthetic" / "stvg_synthetic.yaml").read_text(), Loader=_Loader)
+    listed = {m["metric"] for m in cfg["metric_list"]}
+    doc = _doc(data)
+    out = lmms_process_results(doc, ["I cannot tell."])
+    assert set(out) == listed
+    assert out["error"] is None and out["queries"]["qid"] == doc["qid"] and out["queries"]["prediction"]["parse_failed"]
+    wrong = json.dumps(GroundingPrediction(qid="someone_else", span_frames=(0, 5)).to_json())
+    out = lmms_process_results(doc, [wrong])
+    assert set(out) == listed and "someone_else" in out["error"] and out["m_tIoU"] == 0.0

@@ -129,22 +129,22 @@ def test_lmms_eval_finishes_names_bad_videos_and_matches_clean_predictions(
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [samples_path] = find_samples(out, "stvg_synthetic")
-    samples = {s["qid"]: s for s in read_jsonl(samples_path)}
+    samples = {s["queries"]["qid"]: s for s in read_jsonl(samples_path)}
     assert sorted(samples) == sorted([*faulty_set.good_qids, *faulty_set.bad])
     logged = proc.stdout + proc.stderr
     for kind in UNREADABLE:
         qid = faulty_set.qid_of(kind)
         s, path = samples[qid], str(faulty_set.bad[qid][1])
-        assert s["error"] == 1.0 and s["m_vIoU"] == 0.0 and path in s["failure"] and REASONS[kind] in s["failure"]
-        assert s["prediction"]["error"] == s["failure"]
-        assert s["missing_video"] == float(kind == "missing")
+        assert s["m_vIoU"] == 0.0 and path in s["error"] and REASONS[kind] in s["error"]
+        assert s["queries"]["prediction"]["error"] == s["error"]
+        assert s["missing_video"] == (path if kind == "missing" else None)
         assert f"{qid} ({path}): " in logged  # the run's log names it too
     single = samples[faulty_set.qid_of("single_frame")]
-    assert single["error"] == 0.0 and single["failure"] is None
+    assert single["error"] is None
     clean = {p["qid"]: p for p in runs["clean"]["preds"]}
     for qid in faulty_set.good_qids:
-        assert_close(samples[qid]["prediction"], clean[qid], qid, scale=FRAME_PX)
-        assert samples[qid]["failure"] is None
+        assert_close(samples[qid]["queries"]["prediction"], clean[qid], qid, scale=FRAME_PX)
+        assert samples[qid]["error"] is None
     [results_path] = sorted(out.glob("**/*_results.json"))
     results = json.loads(results_path.read_text())["results"]["stvg_synthetic"]
     assert results["error,none"] == len(UNREADABLE) and results["missing_video,none"] == 1.0

@@ -92,8 +92,6 @@ def check_resume_settings(output_dir: Path, settings: dict) -> None:
 
 
 def run(cfg: DictConfig, output_dir: Path) -> Path:
-    from stvg_plugin.models import load_grounder
-
     queries = load_queries_from_cfg(cfg)
     checkpoint = require_path(cfg, "checkpoint", kind="dir") if cfg.get("checkpoint") else None
     # null in a model config means "the preset's value": drop it rather than override with None
@@ -123,6 +121,8 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
         print(f"resuming: {len(done)} predictions already made, {len(todo)} to go"
               + (f" ({len(retried)} with an error, retried)" if retried else ""))
     if todo:
+        from stvg_plugin.models import load_grounder  # torch + transformers: seconds, so after the checks
+
         grounder = load_grounder(model_cfg, checkpoint=str(checkpoint) if checkpoint else None, device=cfg.device)
         with partial.open("a", encoding="utf-8") as fh:
             for pred in grounder.predict(todo, progress=True):

@@ -24,8 +24,6 @@ def _container(value: object) -> object:
 
 
 def run(cfg: DictConfig, output_dir: Path) -> Path:
-    from stvg_plugin.training import fit
-
     queries = load_queries_from_cfg(cfg)
     if not queries:
         raise ConfigError(f"annotations={cfg.annotations} has no queries")
@@ -33,6 +31,8 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
     lora = _container(cfg.get("lora"))
     if lora is not None and not isinstance(lora, dict):
         raise ConfigError("lora must be null or a mapping {r, alpha, target_modules, dropout}")
+    from stvg_plugin.training import fit  # torch + transformers: seconds, so after the checks
+
     summary = fit(
         _container(cfg.model),
         queries,

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding, VideoPrefix
 from stvg_plugin.models.presets import RUNTIME_KEYS, build_from_backbone, build_tiny_model, resolve_spec
+from stvg_plugin.util.progress import progress_bar
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Grounder:
         groups: dict[str, list[GroundingQuery]] = {}
         for q in queries:
             groups.setdefault(q.video, []).append(q)
-        bar = tqdm(total=len(queries), desc="grounding", unit="query", disable=not progress)
+        bar = progress_bar(total=len(queries), desc="grounding", unit="query", disable=not progress)
         loader = PrefetchLoader(list(groups), self.sample, num_workers=self.prefetch_workers)
         try:
             for video, sampled in loader:

@@ -296,9 +296,9 @@ class _NoBar:
 def _progress(total: int, enabled: bool):
     if not enabled:
         return _NoBar()
-    from tqdm.auto import tqdm
+    from stvg_plugin.util.progress import progress_bar
 
-    return tqdm(total=total, desc="grounding", unit="query")
+    return progress_bar(total=total, desc="grounding", unit="query")
 
 
 # ---------------------------------------------------------------------- tiny model for tests

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from stvg_plugin.data import StvgError, atomic_write_text
 from stvg_plugin.models.losses import box_losses, centre_loss, relevance_loss
 from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, TrainExample
 from stvg_plugin.training.parts import has_lora, plain_state_dict
+from stvg_plugin.util.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         stop = min(cfg.max_steps, until) if until is not None else cfg.max_steps
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
+        bar = progress_bar(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
                    disable=not acc.is_main_process)
         t0 = time.perf_counter()
         start_step = self.step
