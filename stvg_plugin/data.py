@@ -289,11 +289,17 @@ def check_query(q: GroundingQuery) -> GroundingQuery:
     _whole(q.num_frames, "num_frames")
     _whole(q.width, "width", high=MAX_FRAME_SIDE)
     _whole(q.height, "height", high=MAX_FRAME_SIDE)
+    extra = q.extra
+    offset = extra.get("tubedetr_frame_offset")
+    if offset is not None:
+        offset = _whole(offset, "extra.tubedetr_frame_offset", low=-MAX_VIDEO_FRAMES)
     if q.span_frames is not None:
-        start, end = (_whole(v, "span_frames") for v in q.span_frames)
+        # HC-STVG's st_frame is 1-based in its README but TubeDETR's loader also scores st_frame 0 (its
+        # frame index 0): such a query starts at -offset in our 0-based frames, and no lower
+        low = -offset if offset is not None and offset > 0 else 0
+        start, end = (_whole(v, "span_frames", low=low) for v in q.span_frames)
         if end < start:
             raise AnnotationError(f"'span_frames' end < start: {[start, end]}")
-    extra = q.extra
     segment = extra.get("segment")
     if segment is not None:
         if not isinstance(segment, (list, tuple)) or len(segment) != 2:
@@ -301,9 +307,6 @@ def check_query(q: GroundingQuery) -> GroundingQuery:
         begin, end = (_whole(v, "extra.segment") for v in segment)
         if end < begin:
             raise AnnotationError(f"'extra.segment' end < begin: {[begin, end]}")
-    offset = extra.get("tubedetr_frame_offset")
-    if offset is not None:
-        _whole(offset, "extra.tubedetr_frame_offset", low=-MAX_VIDEO_FRAMES)
     by_time = extra.get("boxes_by_time")
     if by_time is not None:
         if not isinstance(by_time, Mapping):

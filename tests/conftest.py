@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# One definition of the FiftyOne fixtures for every test module: a session fixture assigned in several
+# modules is several fixtures, and a second mongod would find fiftyone connected to the first.
+from fo_fixtures import fo_env, synth_ds  # noqa: F401
+
 from stvg_plugin.synth import generate_synthetic, write_bad_videos
 
 

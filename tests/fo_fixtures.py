@@ -1,4 +1,4 @@
-"""Real-database fixtures for the FiftyOne tests (import them into a test module; conftest stays untouched).
+"""Real-database fixtures for the FiftyOne tests (registered once for all test modules by conftest.py).
 
 One private ``mongod`` per session from fiftyone's bundled binary on a free loopback port with a
 temporary dbpath (``FIFTYONE_DATABASE_URI`` set before fiftyone connects), and a temporary plugins

@@ -163,9 +163,9 @@ def test_vstar_hf_judge_on_a_tiny_checkpoint(tmp_path):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from stvg_plugin.metrics.vstar_judge import make_judge
-    from stvg_plugin.models.prompted import _tiny_tokenizer
+    from stvg_plugin.models.families._tiny import byte_tokenizer, chatml_template
 
-    tok = _tiny_tokenizer()
+    tok = byte_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], chat_template=chatml_template(""))
     cfg = Qwen2Config(vocab_size=((len(tok) + 63) // 64) * 64, hidden_size=32, intermediate_size=64,
                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import fo_fixtures
 import pytest
 
 from stvg_plugin.data import GroundingPrediction, read_queries
 from stvg_plugin.metrics import evaluate
-
-fo_env = fo_fixtures.fo_env
-synth_ds = fo_fixtures.synth_ds
 
 
 def _predictions(synth_dir) -> list[GroundingPrediction]:

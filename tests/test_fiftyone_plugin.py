@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 
-import fo_fixtures
 import pytest
 from close import assert_close, iou_ulps, isclose, smallest_side
 from fo_fixtures import PLUGIN_URI, gt_digest, unique_name
@@ -19,8 +18,6 @@ from fo_fixtures import PLUGIN_URI, gt_digest, unique_name
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, read_queries
 
 pytestmark = pytest.mark.slow
-fo_env = fo_fixtures.fo_env
-synth_ds = fo_fixtures.synth_ds
 
 
 def run_op(name: str, ds=None, view=None, **params):

@@ -292,7 +292,7 @@ def test_data_parallel_two_processes_give_same_numbers(spacevllm_run: dict, data
     # two runs of the model: boxes equal to float32 rounding, IoU metrics to that rounding amplified by the
     # smallest box (tests/close.py)
     queries = load_benchmark("unified", str(data["synth"] / "annotations.jsonl"))
-    logged = [b for s in _samples(spacevllm_run["out"], "stvg_synthetic") for b in (s["prediction"] or {}).get("boxes", {}).values()]
+    logged = [b for s in _samples(spacevllm_run["out"], "stvg_synthetic") for b in (s["queries"]["prediction"] or {}).get("boxes", {}).values()]
     boxes = [*logged, *(b for q in queries for b in q.boxes.values())]
     ulps = iou_ulps(max(max(q.width, q.height) for q in queries), smallest_side(boxes))
     for task in TASK_FILES:

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import json
 
-import fo_fixtures
 import pytest
 from fo_fixtures import PLUGIN_URI, gt_digest, unique_name
 
 from stvg_plugin.data import AnnotationError
-
-fo_env = fo_fixtures.fo_env
-synth_ds = fo_fixtures.synth_ds
 
 SECRET = "root:$6$SECRETHASH:19000:0:99999:7:::"
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from stvg_plugin.data import GroundingPrediction, Span, seconds_to_span
-from stvg_plugin.parsing import parse_span_text
+from stvg_plugin.parsing import parse_answer, parse_span_text
 from stvg_plugin.util import box_ops
 
 
@@ -183,3 +184,26 @@ def fill_prediction_boxes(prediction: GroundingPrediction, num_frames: int, widt
         prediction.boxes = filled
         prediction.extra["boxes_filled"] = "linear"
     return prediction
+
+
+def answer_to_prediction(text: str, sampled: Any, qid: str, *, task: str, coord_hint: Any,
+                         processed_size: tuple[int, int] | None, backend: str) -> GroundingPrediction:
+    """A text answer about the frames of ``sampled`` (a :class:`~stvg_plugin.video.SampledVideo`) -> prediction.
+
+    One rule for every text backend (in-process prompted, served): parse in the video's frames and
+    seconds (``processed_size``: the frame size the model saw, for pixel answers), drop the span for
+    ``rec``, otherwise fill the boxes given at some frames over the span (:func:`fill_prediction_boxes`).
+    """
+    info = sampled.info
+    parsed = parse_answer(
+        text, duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
+        height=info.height, processed_size=processed_size, sampled_timestamps=sampled.timestamps.tolist(),
+        sampled_indices=sampled.indices.tolist(), coord_hint=coord_hint,
+    )
+    pred = parsed.to_prediction(qid)
+    if task == "rec":
+        pred.span_frames = pred.span_s = None
+    else:
+        fill_prediction_boxes(pred, info.num_frames, info.width, info.height)
+    pred.extra["backend"] = backend
+    return pred

@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
-from stvg_plugin.models.decoding import fill_prediction_boxes
+from stvg_plugin.models.decoding import answer_to_prediction
 from stvg_plugin.models.families import FamilySpec, family_for_model_type, get_family
-from stvg_plugin.parsing import parse_answer
 from stvg_plugin.prompts import PromptStyle, resolve_style
 from stvg_plugin.recipes import get_recipe
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
@@ -121,7 +120,6 @@ class PromptedGrounder:
         path = Path(path)
         if not path.is_dir():
             raise StvgError(f"{path}: checkpoint folder not found")
-        check_remote_code(path)  # the prompted backend never runs code shipped in a checkpoint
         try:  # the family first, from the JSON: a remote-code model_type must not reach AutoConfig
             model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
         except (OSError, ValueError, AttributeError):
@@ -131,6 +129,7 @@ class PromptedGrounder:
         if wanted is not None and get_family(str(wanted)).name != spec.name:
             raise StvgError(f"{path}: family {wanted!r} was configured but the checkpoint's model_type "
                             f"{model_type!r} belongs to family {spec.name!r}")
+        check_remote_code(path)  # the prompted backend never runs code shipped in a checkpoint
         check_checkpoint_files(path, allow_pickle=allow_pickle)  # before any weight file is opened
         model = spec.model_cls().from_pretrained(
             path, local_files_only=True, dtype=dtype, use_safetensors=not allow_pickle
@@ -266,19 +265,8 @@ class PromptedGrounder:
                 ) -> GroundingPrediction:
         info = sampled.info
         text = self.generate_text(prefix, self.style.suffix(query, info.duration_s, task))
-        parsed = parse_answer(
-            text, duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
-            height=info.height, processed_size=prefix.processed_size,
-            sampled_timestamps=sampled.timestamps.tolist(), sampled_indices=sampled.indices.tolist(),
-            coord_hint=self.style.coord_hint(),
-        )
-        pred = parsed.to_prediction(qid)
-        if task == "rec":
-            pred.span_frames = pred.span_s = None
-        else:
-            fill_prediction_boxes(pred, info.num_frames, info.width, info.height)
-        pred.extra["backend"] = f"prompted:{self.family}"
-        return pred
+        return answer_to_prediction(text, sampled, qid, task=task, coord_hint=self.style.coord_hint(),
+                                    processed_size=prefix.processed_size, backend=f"prompted:{self.family}")
 
 
 def _error_prediction(query: GroundingQuery, message: str) -> GroundingPrediction:

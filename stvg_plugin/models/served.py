@@ -39,9 +39,8 @@ from typing import Any
 import numpy as np
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError, atomic_write_text
-from stvg_plugin.models.decoding import fill_prediction_boxes
+from stvg_plugin.models.decoding import answer_to_prediction
 from stvg_plugin.models.families import get_family
-from stvg_plugin.parsing import parse_answer
 from stvg_plugin.prompts import PromptStyle, resolve_style
 from stvg_plugin.recipes import get_recipe
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
@@ -294,7 +293,6 @@ class ServedGrounder:
             with self.stats.lock:
                 self.stats.errors += 1
             return GroundingPrediction(qid=qid, error=str(exc), extra={"backend": f"served:{self.model_name}"})
-        info = sampled.info
         processed = None
         if self.style.box_scale == "pixels" and self.spec.answer_frame_size is not None and len(sampled):
             # the server resizes the frames we send; its pixel answers refer to that size (default: the
@@ -304,18 +302,8 @@ class ServedGrounder:
             h, w = sampled.frames.shape[1:3]
             processed = self.spec.answer_frame_size(h, w, max_pixels=self.max_pixels or PROCESSOR_MAX_PIXELS,
                                                     min_pixels=self.min_pixels or PROCESSOR_MIN_PIXELS)
-        parsed = parse_answer(
-            text, duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
-            height=info.height, processed_size=processed, sampled_timestamps=sampled.timestamps.tolist(),
-            sampled_indices=sampled.indices.tolist(), coord_hint=self.style.coord_hint(),
-        )
-        pred = parsed.to_prediction(qid)
-        if task == "rec":
-            pred.span_frames = pred.span_s = None
-        else:
-            fill_prediction_boxes(pred, info.num_frames, info.width, info.height)
-        pred.extra["backend"] = f"served:{self.model_name}"
-        return pred
+        return answer_to_prediction(text, sampled, qid, task=task, coord_hint=self.style.coord_hint(),
+                                    processed_size=processed, backend=f"served:{self.model_name}")
 
     # ------------------------------------------------------------------ public API
 
@@ -330,12 +318,12 @@ class ServedGrounder:
 
     def predict(self, queries: Sequence[GroundingQuery], progress: bool = True) -> Iterator[GroundingPrediction]:
         """Predictions in input order, grouped by video; at most ``concurrency`` requests in flight."""
-        from tqdm.auto import tqdm
+        from stvg_plugin.util.progress import progress_bar
 
         groups: dict[str, list[GroundingQuery]] = {}
         for q in queries:
             groups.setdefault(q.video, []).append(q)
-        bar = tqdm(total=len(queries), desc="grounding (served)", unit="query", disable=not progress)
+        bar = progress_bar(total=len(queries), desc="grounding (served)", unit="query", disable=not progress)
         loader = PrefetchLoader(list(groups), self._sample, num_workers=self.num_workers)
         pending: deque[Future] = deque()
         window = 2 * self.concurrency
