@@ -251,8 +251,32 @@ _ASKED_LOCK = threading.Lock()
 _ASKED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
+# Videos that doc_to_visual found unreadable, with the decoder's reason, for process_results (same
+# process, as _ASKED above).
+_UNREADABLE: dict[tuple[str, str], str] = {}
+
+
 def doc_to_visual(doc: dict) -> list[str]:
-    return [doc["video"]]
+    """The video for stock lmms-eval models, or no visual when it cannot be decoded.
+
+    A stock model (e.g. lmms-eval's ``qwen2_5_vl``) that meets a missing or corrupt file raises, and
+    one bad file aborts the whole run. The first and last frames are decoded here (header, codec and
+    end of stream); an unreadable video is named in the log and handed over as no visual, so the
+    model answers from the text and :func:`process_results` scores that query 0 with the decoder's
+    reason in ``error``, as the stvg models' error predictions are. (The stvg models read
+    ``doc["video"]`` themselves and never call this.)
+    """
+    from stvg_plugin.video import VideoReadError, sample_video
+
+    video = str(doc["video"])
+    try:
+        sample_video(video, num_frames=2, size=(16, 16))
+    except VideoReadError as exc:
+        log.warning("%s (%s): %s; the model gets no video and the query scores 0", doc.get("qid"), video, exc.reason)
+        with _ASKED_LOCK:
+            _UNREADABLE[(str(doc.get("qid")), video)] = str(exc)
+        return []
+    return [video]
 
 
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
@@ -372,6 +396,10 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
         query = query_from_doc(doc)
         out["missing_video"] = float(not os.path.isfile(query.video))
         prediction = prediction_from_answer(answer, query, *asked_coordinates(doc, query))
+        with _ASKED_LOCK:
+            unreadable = _UNREADABLE.get((str(doc.get("qid")), str(doc.get("video"))))
+        if unreadable and not prediction.error:  # the model answered without the video (doc_to_visual)
+            prediction = GroundingPrediction(qid=prediction.qid, raw_text=answer, error=unreadable)
         out["prediction"] = prediction.to_json()
         out["parse_failed"] = float(prediction.parse_failed)
         if prediction.error:

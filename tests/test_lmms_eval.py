@@ -452,3 +452,21 @@ def test_lmms_process_results_returns_exactly_the_listed_metrics(data: dict) -> 
     wrong = json.dumps(GroundingPrediction(qid="someone_else", span_frames=(0, 5)).to_json())
     out = lmms_process_results(doc, [wrong])
     assert set(out) == listed and "someone_else" in out["error"] and out["m_tIoU"] == 0.0
+
+
+def test_unreadable_video_gives_stock_models_no_visual_and_scores_zero_with_the_reason(data: dict) -> None:
+    """A corrupt or missing file never reaches a stock model (which would abort the run): no visual, error named."""
+    from lmms_tasks.common import doc_to_visual
+
+    docs = [query_to_doc(q, "unified", "tubedetr") for q in load_benchmark("unified", str(data["synth"] / "annotations.jsonl"))]
+    by_video = {Path(d["video"]).name: d for d in docs}
+    good = by_video["video_0000.mp4"]
+    assert doc_to_visual(good) == [good["video"]]
+    for name in ("video_0001.mp4", "video_0002.mp4"):  # a text file named .mp4; a deleted file
+        doc = by_video[name]
+        assert doc_to_visual(doc) == []
+        record = json.loads(doc["record"])
+        t0, t1 = record["span_s"]
+        x1, y1, x2, y2 = record["boxes"][str(record["span_frames"][0])]
+        out = process_results(doc, [f"from {t0} s to {t1} s\n{t0} s: [{x1}, {y1}, {x2}, {y2}]"])
+        assert out["error"] == 1.0 and doc["video"] in out["failure"] and out["m_vIoU"] == 0.0, out
