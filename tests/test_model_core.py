@@ -10,7 +10,6 @@ threads, the kernels other CPUs take, so a tolerance that holds on one CPU only 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -159,16 +158,14 @@ def test_centre_loss_targets_a_split_whose_mean_is_the_box_centre():
     assert none.item() == 0.0 and logits.grad is not None
 
 
-def test_tiny_model_is_seeded_and_fast(grounder, video):
+def test_tiny_model_is_seeded(grounder, video):
+    """Two builds are identical (speed of encode-once is measured in bench/bench_ground.py, not here)."""
     a, b = build_tiny_model("spacevllm_tiny"), build_tiny_model("spacevllm_tiny")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
     sampled = grounder.sample(video)
     assert sampled.frames.shape == (8, 32, 32, 3)
-    grounder.model.encode_video(sampled)  # warm-up
-    start = time.perf_counter()
     prefix = grounder.model.encode_video(sampled)
-    assert time.perf_counter() - start < 1.0
     assert prefix.query_states.shape == (8, 64) and prefix.visual_states.shape == (8, 4, 64)
     assert prefix.length == int(prefix.layout.input_ids.shape[0])
 
@@ -186,19 +183,19 @@ def test_ground_many_equals_one_by_one(grounder, video):
     )
 
 
-def test_prediction_is_well_formed(grounder, video, synth_dir):
+def test_prediction_is_well_formed(video, synth_dir):
+    """With the relevance span at threshold 0 every answer has a span, so every check below must hold
+    (a model that never parses fails here instead of skipping them)."""
     q = read_queries(synth_dir / "annotations.jsonl")[0]
+    grounder = load_grounder({"preset": "spacevllm_tiny", "span_source": "relevance", "relevance_threshold": 0.0})
     (pred,) = grounder.ground(video, [q.query], qids=[q.qid])
     assert pred.qid == q.qid and isinstance(pred.raw_text, str)
-    if pred.parse_failed:
-        assert pred.span_frames is None and pred.boxes == {}
-    else:
-        s, e = pred.span_frames
-        assert 0 <= s <= e <= q.num_frames
-        assert sorted(pred.boxes) == list(range(s, e))
-        for box in pred.boxes.values():
-            assert 0 <= box[0] < box[2] <= q.width and 0 <= box[1] < box[3] <= q.height
-        assert pred.span_source in ("text", "relevance", "combined")
+    assert not pred.parse_failed and pred.span_source == "relevance"
+    s, e = pred.span_frames
+    assert 0 <= s < e <= q.num_frames
+    assert sorted(pred.boxes) == list(range(s, e))
+    for box in pred.boxes.values():
+        assert 0 <= box[0] < box[2] <= q.width and 0 <= box[1] < box[3] <= q.height
 
 
 def test_ground_rejects_empty_query(grounder, video):
@@ -313,11 +310,20 @@ def _query_text_states(model, prefix, query):
     return out.last_hidden_state[0][instr.query_mask]
 
 
-def test_box_head_text_path_decodes(grounder, video):
-    model = build_tiny_model({"preset": "spacevllm_tiny", "box_head": "text", "max_new_tokens_text_boxes": 40})
+def test_box_head_text_path_decodes(grounder, video, monkeypatch):
+    """box_head=text: the boxes come from the answer text, in the video's pixels. Random weights write
+    no parseable boxes, so the text the LM writes is fixed here; the path from text to boxes is tested."""
+    model = build_tiny_model({"preset": "spacevllm_tiny", "box_head": "text", "span_source": "text",
+                              "max_new_tokens_text_boxes": 40})
     sampled = grounder.sample(video)
+    info = sampled.info
+    box = [0.25, 0.5, 0.75, 1.0]
+    answer = model.processor.format_answer((0.0, float(info.duration_s)), dict.fromkeys(range(len(sampled.indices)), box))
+    monkeypatch.setattr(model.processor, "decode", lambda ids: answer)
     pred = model.ground_prefix(model.encode_video(sampled), "the red circle", "q")
-    assert isinstance(pred.raw_text, str)
-    # random weights write no parseable boxes: the box dict is then empty, never decoder boxes
-    if not model.processor.parse_boxes(pred.raw_text, 8):
-        assert pred.boxes == {}
+    assert pred.raw_text == answer and not pred.parse_failed and pred.boxes
+    expected = [box[0] * info.width, box[1] * info.height, box[2] * info.width, box[3] * info.height]
+    for frame, got in pred.boxes.items():
+        assert got == pytest.approx(expected, abs=1e-6 * max(info.width, info.height)), frame
+
+
