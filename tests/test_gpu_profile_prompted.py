@@ -47,6 +47,7 @@ def test_prompted_7b_profile_prints_every_row_at_real_width() -> None:
     for key in ("prefill_s", "per_query_s_median", "answer_tokens_per_s", "prefill_flops", "prefill_mfu",
                 "peak_rss_gib"):
         assert isinstance(row[key], (int, float)) and math.isfinite(row[key]) and row[key] > 0, (key, row[key])
+    assert len(row["answer_tokens"]) == 1 and 1 <= row["answer_tokens"][0] <= 4  # model tokens, capped
     assert row["preset"] == PRESET and row["num_layers"] == 1 and row["max_pixels"] == max_pixels
     # frames at the preset's pixel budget through Qwen's own smart resize (aspect kept, multiples of 28)
     h, w = answer_frame_size(*row["frame_hw"], max_pixels=max_pixels, min_pixels=56 * 56)
