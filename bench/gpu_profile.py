@@ -264,6 +264,8 @@ def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops
     torch_dtype = getattr(torch, dtype)
     model = build_random_model(preset, device, torch_dtype, num_layers)
     model.config.num_frames = num_frames
+    if max_new_tokens:
+        model.config.max_new_tokens = max_new_tokens
     h, w = frame_shape(model)
     sample = synthetic_sample(num_frames, h, w)
     if device.startswith("cuda"):
@@ -318,7 +320,7 @@ def main() -> int:
     parser.add_argument("--train", choices=["none", "lora", "full"], default="none",
                         help="also time one training step (LoRA on the LLM, or the full LLM) and its peak memory")
     parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="prompted presets: answer length cap (default: the preset's, else 256)")
+                        help="answer length cap (default: the preset's; prompted presets without one: 256)")
     parser.add_argument("--out", help="write the result JSON here")
     args = parser.parse_args()
     result = profile(args.preset, args.device, args.num_frames, args.queries, args.peak_tflops, args.dtype,
