@@ -130,13 +130,15 @@ def train_step(model, sample, mode: str, device: str) -> dict:
 
 
 def prompted_preset(preset: str) -> dict | None:
-    """The ``conf/model/<preset>.yaml`` of a prompted preset, or None (a SpaceVLLM preset)."""
+    """The ``conf/model/<preset>.yaml`` of a real-size prompted preset (``prompted_<family>_7b``), or None.
+
+    The tiny prompted presets load saved checkpoints; this profile builds the 7B dimensions only."""
     import yaml
 
     from stvg_plugin.data import StvgError
 
     path = Path(__file__).resolve().parents[1] / "conf" / "model" / f"{preset}.yaml"
-    if not preset.replace("_", "").isalnum() or not path.is_file():
+    if not preset.replace("_", "").isalnum() or not preset.endswith("_7b") or not path.is_file():
         return None
     cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(cfg, dict) or cfg.get("type") != "prompted":

@@ -31,6 +31,7 @@ def test_prompted_preset_is_recognised_and_spacevllm_presets_are_not() -> None:
     cfg = gp.prompted_preset(PRESET)
     assert cfg is not None and cfg["family"] == "qwen2_5_vl" and cfg["max_pixels"]
     assert gp.prompted_preset("spacevllm_7b") is None
+    assert gp.prompted_preset("prompted_qwen2_5_vl_tiny") is None  # only real-size prompted presets
     assert gp.prompted_preset("../conf/model/prompted_qwen2_5_vl_7b") is None  # names only, no paths
 
 
