@@ -227,6 +227,10 @@ class PromptedGrounder:
             state = {name: getattr(self.model.model, name) for name in self.spec.prefix_state}
         return _VideoPrefix(inputs, cache, processed, state)
 
+    def encode_video(self, sampled: SampledVideo) -> _VideoPrefix:
+        """The video prefix once (its KV cache when ``reuse_video_cache``), for :meth:`generate_text` (profiles)."""
+        return self._encode_video(sampled)
+
     def question_inputs(self, prefix: _VideoPrefix, suffix: str) -> dict[str, Any]:
         """Model inputs for ``prefix + suffix``: per-token tensors extended by the question's tokens."""
         suffix_ids = self.tokenizer(suffix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
