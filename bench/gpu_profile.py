@@ -90,6 +90,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _median_seconds(fn, device: str, repeats: int = 3):
+    """``(median wall time of fn() over repeats calls, device synchronised; the last result)``."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
 def frame_shape(model) -> tuple[int, int]:
     """Synthetic frame (height, width): the preset's fixed size, else a 16:9 640x360 video."""
     return tuple(model.config.frame_size) if model.config.frame_size else (360, 640)
@@ -212,13 +223,7 @@ def profile_prompted(preset: str, cfg: dict, device: str, num_frames: int, queri
             grounder.encode_video(sample)
         prefill_flops = int(counter.get_total_flops())
         _sync(device)
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            prefix = grounder.encode_video(sample)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        prefill_s = statistics.median(times)
+        prefill_s, prefix = _median_seconds(lambda: grounder.encode_video(sample), device)
         per_query = []
         for i in range(queries):
             suffix = grounder.style.suffix(f"the person number {i} who walks to the door", sample.info.duration_s,
@@ -275,13 +280,7 @@ def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops
     with torch.inference_mode():
         model.encode_video(sample)  # warm-up (kernels, allocator)
         _sync(device)
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            prefix = model.encode_video(sample)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        prefill_s = statistics.median(times)
+        prefill_s, prefix = _median_seconds(lambda: model.encode_video(sample), device)
         per_query, tokens = [], []
         for i in range(queries):
             t0 = time.perf_counter()
