@@ -16,6 +16,7 @@ from stvg_plugin.video import (
     SampledVideo,
     VideoReadError,
     probe_video,
+    pyav_backend,
     sample_indices,
     sample_video,
     uniform_indices,
@@ -227,7 +228,7 @@ def test_large_files_are_demuxed_twice_with_the_same_frames(x264_files, monkeypa
     """Above the keep limit, packets are read again instead of kept from the planning pass."""
     path = x264_files["short_gop"]
     kept = sample_video(path, num_frames=7, backend="pyav")
-    monkeypatch.setattr(video, "_KEEP_PACKET_BYTES", 0)
+    monkeypatch.setattr(pyav_backend, "_KEEP_PACKET_BYTES", 0)  # read where it is defined
     again = sample_video(path, num_frames=7, backend="pyav")
     np.testing.assert_array_equal(kept.frames, again.frames)
     np.testing.assert_array_equal(again.frames, _every_frame(path)[again.indices])
