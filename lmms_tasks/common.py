@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.prompts import STOCK_BOX_SCALE_TEXT, stock_question
 
 log = logging.getLogger("stvg.lmms")
 
@@ -226,23 +227,9 @@ def query_from_doc(doc: dict) -> GroundingQuery:
 
 # The coordinate system a stock model is asked to answer in. Chosen per model through lmms-eval's own
 # ``lmms_eval_specific_kwargs`` (a key equal to ``--model`` wins, see ``_default_template_stvg_yaml``):
-# ``box_scale`` is one of these keys; ``answer_frame: qwen2_5_vl`` says the model's pixels are those of
-# Qwen2.5-VL's smart-resized input (``max_pixels`` / ``min_pixels`` of the stock model's defaults).
-BOX_SCALE_TEXT = {
-    "pixels": "in pixels of the {width}x{height} frame",
-    "permille": "as coordinates relative to the frame on a 0 to 1000 scale (0,0 is the top-left corner, "
-                "1000,1000 the bottom-right)",
-    "relative": "as fractions of the frame width and height, from 0 to 1",
-}
-STVG_PROMPT = (
-    'The video is {duration:.1f} seconds long and {width}x{height} pixels. Find: "{query}". '
-    'Answer with the time span as "from <start> s to <end> s", then one bounding box per second '
-    'of that span as "<t> s: [x1, y1, x2, y2]" {coords}.'
-)
-TVG_PROMPT = (
-    'The video is {duration:.1f} seconds long. When does this happen: "{query}"? '
-    'Answer only with the time span as "from <start> s to <end> s".'
-)
+# ``box_scale`` is a key of ``stvg_plugin.prompts.STOCK_BOX_SCALE_TEXT`` (the prompt texts live there);
+# ``answer_frame: qwen2_5_vl`` says the model's pixels are those of Qwen2.5-VL's smart-resized input
+# (``max_pixels`` / ``min_pixels`` of the stock model's defaults).
 
 # What the prompt of each doc asked for, recorded by ``doc_to_text`` for ``process_results`` (which
 # lmms-eval calls without the model's kwargs). Both run in the same process for the same doc, also
@@ -287,13 +274,11 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     """
     kw = lmms_eval_specific_kwargs or {}
     box_scale = str(kw.get("box_scale") or "pixels")
-    if box_scale not in BOX_SCALE_TEXT:
-        raise TaskDataError(f"lmms_eval_specific_kwargs box_scale must be one of {sorted(BOX_SCALE_TEXT)}, "
+    if box_scale not in STOCK_BOX_SCALE_TEXT:
+        raise TaskDataError(f"lmms_eval_specific_kwargs box_scale must be one of {sorted(STOCK_BOX_SCALE_TEXT)}, "
                             f"got {box_scale!r}")
-    coords = BOX_SCALE_TEXT[box_scale].format(width=doc["width"], height=doc["height"])
-    template = TVG_PROMPT if doc["task_type"] == "tvg" else STVG_PROMPT
-    text = template.format(duration=doc["duration_s"], width=doc["width"], height=doc["height"], query=doc["query"],
-                           coords=coords)
+    text = stock_question(doc["task_type"], query=doc["query"], duration_s=doc["duration_s"], width=doc["width"],
+                          height=doc["height"], box_scale=box_scale)
     asked = {k: kw[k] for k in ("box_scale", "answer_frame", "max_pixels", "min_pixels") if kw.get(k) is not None}
     with _ASKED_LOCK:
         _ASKED[(str(doc.get("qid")), str(doc.get("video")))] = asked

@@ -15,6 +15,13 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from stvg_plugin.models.space_decoder import DECODER_BOX_HEADS
+from stvg_plugin.prompts import (
+    CORE_BOX_TEXT_TEMPLATE,
+    CORE_FRAME_SUFFIX,
+    CORE_FRAME_TEMPLATE,
+    CORE_INSTRUCTION_TEMPLATE,
+    CORE_PROMPT_PREFIX,
+)
 
 SPAN_SOURCES = ("text", "relevance", "combined")
 BOX_HEADS = ("decoder", "text")
@@ -50,8 +57,9 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``decoder_temporal``: a depthwise space-time convolution over the frames' token grids in the
       decoder (reference head), so motion ("moving left") is visible per token; off by default.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
-    * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
-      ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
+    * templates: ``prompt_prefix``, ``frame_template`` (``{index}`` from 0, ``{time}``), ``frame_suffix``,
+      ``instruction_template`` (must contain ``{query}``), ``box_text_template``; defaults and the frame
+      numbering convention in :mod:`stvg_plugin.prompts` (``CORE_*``).
     * loss weights for the trainer: ``loss_l1_weight`` (5), ``loss_giou_weight`` (2) (DETR defaults,
       assumed in the notes), ``loss_relevance_weight``, ``loss_lm_weight``, ``loss_centre_weight``
       (0 = off: cross-entropy of the reference head's per-token scores towards the GT centre, split
@@ -85,11 +93,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
     relevance_threshold: float = 0.5
     max_new_tokens: int = 24
     max_new_tokens_text_boxes: int = 1024
-    prompt_prefix: str = "<|im_start|>user\n"
-    frame_template: str = "Frame {index} at {time:.2f} s:"
-    frame_suffix: str = "\n"
-    instruction_template: str = "Find {query}. When is it visible?<|im_end|>\n<|im_start|>assistant\n"
-    box_text_template: str = "frame {index}: [{x1:.2f}, {y1:.2f}, {x2:.2f}, {y2:.2f}]"
+    prompt_prefix: str = CORE_PROMPT_PREFIX
+    frame_template: str = CORE_FRAME_TEMPLATE
+    frame_suffix: str = CORE_FRAME_SUFFIX
+    instruction_template: str = CORE_INSTRUCTION_TEMPLATE
+    box_text_template: str = CORE_BOX_TEXT_TEMPLATE
     loss_lm_weight: float = 1.0
     loss_l1_weight: float = 5.0
     loss_giou_weight: float = 2.0

@@ -25,9 +25,9 @@ from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
 from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor, special_token_ids
 from stvg_plugin.models.tokenizer import build_tiny_tokenizer
+from stvg_plugin.prompts import CORE_PROMPT_PREFIX_7B, core_frame_templates
 
-_CHATML_PREFIX = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-_QWEN_FRAME = {"frame_template": "Frame {index} at {time:.2f} s: <|vision_start|>", "frame_suffix": "<|vision_end|>\n"}
+_QWEN_FRAME = core_frame_templates("qwen2_5_vl")
 _TINY = {
     "size": "tiny",
     "num_frames": 8,
@@ -50,7 +50,7 @@ _LARGE = {
     "decoder_layers": 2,
     "decoder_mlp_ratio": 2,
     "max_new_tokens": 32,
-    "prompt_prefix": _CHATML_PREFIX,
+    "prompt_prefix": CORE_PROMPT_PREFIX_7B,
     "dtype": "bfloat16",
     # training memory plan for one 141 GB GPU (BENCHMARKS.md "Memory plan"): recompute each LLM /
     # vision layer in the backward instead of keeping its activations, a frozen vision tower, and no

@@ -29,6 +29,7 @@ from stvg_plugin.models.backbones import QUERY, TEXT, VISUAL, BackboneAdapter
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.tokenizer import SPECIAL_TOKENS
 from stvg_plugin.parsing import format_span_text, parse_span_text
+from stvg_plugin.prompts import CORE_INDEX_BASE, frame_lines
 
 QUERY_TOKEN = "<st_query>"
 _BOX_RE = re.compile(
@@ -79,8 +80,10 @@ class SpaceVLLMProcessor:
         kinds: list[int] = [TEXT] * len(ids)
         frames: list[int] = [-1] * len(ids)
         suffix = self._ids(cfg.frame_suffix)
-        for index, time in enumerate(np.asarray(timestamps, dtype=np.float64).tolist()):
-            head = self._ids(cfg.frame_template.format(index=index, time=time))
+        heads = frame_lines(cfg.frame_template, np.asarray(timestamps, dtype=np.float64).tolist(),
+                            index_base=CORE_INDEX_BASE)
+        for index, head_text in enumerate(heads):
+            head = self._ids(head_text)
             ids += head + [visual_token_id] * tokens_per_frame + [self.query_token_id] + suffix
             kinds += [TEXT] * len(head) + [VISUAL] * tokens_per_frame + [QUERY] + [TEXT] * len(suffix)
             frames += [-1] * len(head) + [index] * (tokens_per_frame + 1) + [-1] * len(suffix)

@@ -64,9 +64,6 @@ class BackboneAdapter(nn.Module):
     vlm_class: ClassVar[type[PreTrainedModel]]
     #: special token (in the tokenizer) whose id marks visual positions in a prefix layout
     visual_token: ClassVar[str] = "<image>"
-    #: default text around each frame (Qwen2.5-VL wraps frames in vision start/end markers)
-    frame_template: ClassVar[str] = "Frame {index} at {time:.2f} s:"
-    frame_suffix: ClassVar[str] = "\n"
 
     def __init__(self, vlm: PreTrainedModel):
         super().__init__()

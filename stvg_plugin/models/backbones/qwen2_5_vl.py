@@ -32,8 +32,6 @@ class Qwen25VLAdapter(BackboneAdapter):
     name: ClassVar[str] = "qwen2_5_vl"
     vlm_class = Qwen2_5_VLForConditionalGeneration
     visual_token: ClassVar[str] = "<|image_pad|>"
-    frame_template: ClassVar[str] = "Frame {index} at {time:.2f} s: <|vision_start|>"
-    frame_suffix: ClassVar[str] = "<|vision_end|>\n"
 
     @staticmethod
     def tiny_config(vocab_size: int, special_ids: dict[str, int]) -> Qwen2_5_VLConfig:

@@ -18,7 +18,7 @@ from typing import Any
 
 from stvg_plugin.models.families import FamilySpec, register_family
 from stvg_plugin.models.families._tiny import byte_tokenizer, chatml_template, qwen2_text_config, save_tiny
-from stvg_plugin.prompts import PERMILLE, PromptStyle
+from stvg_plugin.prompts import FRAME_LABEL, PERMILLE, PromptStyle
 
 IMAGE = "<IMG_CONTEXT>"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", IMAGE, "<video>"]
@@ -28,7 +28,7 @@ NAMED = {"start_image_token": "<img>", "end_image_token": "</img>", "context_ima
 STYLE = PromptStyle(
     family="internvl",
     header="<|im_start|>user\n",
-    frame_line="Frame {k} at {t:.2f} s: " + IMAGE + "\n",
+    frame_line=FRAME_LABEL + IMAGE + "\n",
     footer="<|im_end|>\n<|im_start|>assistant\n",
     coords=PERMILLE,
     box_scale="permille",

@@ -20,7 +20,7 @@ from typing import Any
 
 from stvg_plugin.models.families import FamilySpec, register_family
 from stvg_plugin.models.families._tiny import byte_tokenizer, chatml_template, qwen2_text_config, save_tiny
-from stvg_plugin.prompts import RELATIVE, PromptStyle
+from stvg_plugin.prompts import FRAME_LABEL, RELATIVE, PromptStyle
 
 IMAGE = "<image>"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE, "<video>"]
@@ -29,7 +29,7 @@ _PINPOINTS = [[32, 32], [32, 64], [64, 32]]
 STYLE = PromptStyle(
     family="llava_onevision",
     header="<|im_start|>user\n",
-    frame_line="Frame {k} at {t:.2f} s: " + IMAGE + "\n",
+    frame_line=FRAME_LABEL + IMAGE + "\n",
     footer="<|im_end|>\n<|im_start|>assistant\n",
     coords=RELATIVE,
     box_scale="relative",

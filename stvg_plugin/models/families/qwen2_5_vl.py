@@ -16,19 +16,20 @@ from typing import Any
 
 from stvg_plugin.models.families import FamilySpec, register_family
 from stvg_plugin.models.families._tiny import QWEN_SYSTEM, byte_tokenizer, chatml_template, save_tiny, vocab_size
-from stvg_plugin.prompts import PromptStyle
+from stvg_plugin.prompts import FRAME_LABEL, PromptStyle
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                  "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>", "<|object_ref_start|>",
                  "<|object_ref_end|>"]
-QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"  # around an image (also the model core's frames)
+QWEN_IMAGE = VISION_START + "<|image_pad|>" + VISION_END
 QWEN_HEADER = QWEN_SYSTEM + "<|im_start|>user\n"
 QWEN_FOOTER = "<|im_end|>\n<|im_start|>assistant\n"
 
 STYLE = PromptStyle(
     family="qwen2_5_vl",
     header=QWEN_HEADER,
-    frame_line="Frame {k} at {t:.2f} s: " + QWEN_IMAGE + "\n",
+    frame_line=FRAME_LABEL + QWEN_IMAGE + "\n",
     footer=QWEN_FOOTER,
     coords="x1, y1 is the top-left and x2, y2 the bottom-right corner, in pixels of the frame as you see it.",
     box_scale="pixels",

@@ -15,12 +15,12 @@ from pathlib import Path
 from stvg_plugin.models.families import FamilySpec, register_family
 from stvg_plugin.models.families._tiny import byte_tokenizer, chatml_template, save_tiny, vocab_size
 from stvg_plugin.models.families.qwen2_5_vl import QWEN_FOOTER, QWEN_IMAGE, QWEN_SPECIALS, pixel_budget
-from stvg_plugin.prompts import PERMILLE, PromptStyle
+from stvg_plugin.prompts import FRAME_LABEL, PERMILLE, PromptStyle
 
 STYLE = PromptStyle(
     family="qwen3_vl",
     header="<|im_start|>user\n",
-    frame_line="Frame {k} at {t:.2f} s: " + QWEN_IMAGE + "\n",
+    frame_line=FRAME_LABEL + QWEN_IMAGE + "\n",
     footer=QWEN_FOOTER,
     coords=PERMILLE,
     box_scale="permille",
