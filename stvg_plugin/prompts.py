@@ -1,15 +1,16 @@
 """Every prompt template of the project, in one place: the prompted backends' styles, the model core's
 defaults and the stock lmms-eval prompt.
 
-* Prompted backends (off-the-shelf video LLMs, one :class:`PromptStyle` per model family). Why the shape: the video block (frames, each labelled with its timestamp) comes **first** and the
-question after it, so the video prefix is identical for every query on the same video and its KV
-cache can be reused (``models.prompted``). The instruction names one answer format and one
-coordinate system, and :meth:`PromptStyle.coord_hint` tells :func:`stvg_plugin.parsing.parse_answer`
-how to read the numbers back. Templates are plain ``str.format`` strings so a config can override them
-(``PromptStyle.replace``). The exact wording that works best per model is unconfirmed; these follow each
-family's documented grounding conventions (Qwen2.5-VL: absolute pixels of its input; Qwen3-VL and
-InternVL: relative 0-1000; LLaVA-OneVision: relative 0-1), each stated and cited in its
-``models/families`` module, where each family's own chat and image markers also live.
+* Prompted backends (off-the-shelf video LLMs, one :class:`PromptStyle` per model family). Why the
+  shape: the video block (frames, each labelled with its timestamp) comes **first** and the question
+  after it, so the video prefix is identical for every query on the same video and its KV cache can be
+  reused (``models.prompted``). The instruction names one answer format and one coordinate system, and
+  :meth:`PromptStyle.coord_hint` tells :func:`stvg_plugin.parsing.parse_answer` how to read the numbers
+  back. Templates are plain ``str.format`` strings so a config can override them
+  (``PromptStyle.replace``). The exact wording that works best per model is unconfirmed; these follow
+  each family's documented grounding conventions (Qwen2.5-VL: absolute pixels of its input; Qwen3-VL
+  and InternVL: relative 0-1000; LLaVA-OneVision: relative 0-1), each stated and cited in its
+  ``models/families`` module, where each family's own chat and image markers also live.
 * The model core (SpaceVLLM): the defaults of the template fields of
   :class:`~stvg_plugin.models.configuration_spacevllm.SpaceVLLMConfig` (``CORE_*``); a checkpoint saves
   its templates in its ``config.json``, so changing a default here changes only new models.

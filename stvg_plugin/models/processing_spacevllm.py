@@ -1,4 +1,6 @@
-"""Turns frames, timestamps, a query and an answer into token layouts (the prompt lives in config).
+"""Turns frames, timestamps, a query and an answer into token layouts.
+
+The prompt lives in config (defaults and the frame numbering, from 0, in :mod:`stvg_plugin.prompts`).
 
 Prefix layout (ours; order after SpaceVLLM's interleaving, notes §2 S)::
 
