@@ -275,8 +275,13 @@ def test_structured_junk_never_raises(parts, hint):
      "[" * 50_000 + "]" * 50_000, "(1,2)," * 160_000, "<t>1</t>" * 120_000, "İ" * 1_000_000],
     ids=["digits", "open_boxes", "think", "dashes", "braces", "deep_json", "pairs", "t_tags", "unicode"],
 )
-def test_megabyte_inputs_are_linear_time(text):
+def test_megabyte_inputs_do_not_backtrack(text):
+    """A hang guard, not a speed claim: each input parses in ~2 s on a loaded 2-core machine, while a
+    pattern that backtracks quadratically on 10^6 characters needs ~10^12 steps (hours). A 120 s bound
+    separates the two by three orders of magnitude on any machine; parse speed itself is measured in
+    bench/, not here (a 5 s bound failed once under a load of 9 on 2 cores)."""
     start = time.perf_counter()
     r = parse(text, **LISTED)
     assert isinstance(r, ParsedAnswer)
-    assert time.perf_counter() - start < 5.0
+    assert r.raw_text == text
+    assert time.perf_counter() - start < 120.0
