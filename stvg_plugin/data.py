@@ -481,6 +481,33 @@ class GroundingPrediction:
 
 
 # --------------------------------------------------------------------------- JSONL I/O
+# The one home of JSON Lines reading and writing (and of atomic writes, :func:`atomic_path`): every
+# reader and writer of the project, strict or lenient, whole-file or appending, goes through these.
+
+
+def decode_json_line(line: str) -> Any:
+    """One JSONL line -> its object; a bad line raises :class:`AnnotationError` without a location
+    (the caller adds the file and line): invalid JSON, nesting too deep, an integer too long to read."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise AnnotationError("JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
+        raise AnnotationError(f"invalid JSON ({exc})") from None
+
+
+def jsonl_line(obj: Any) -> str:
+    """``obj`` as one JSONL line (UTF-8 kept as is, not ``\\u`` escaped), newline included."""
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def append_jsonl(fh: Any, obj: Any) -> None:
+    """Append one line to an open JSONL log and flush it, so a kill loses at most the line being written
+    (the resumable writers: ``stvg predict``'s partial file, the training log)."""
+    fh.write(jsonl_line(obj))
+    fh.flush()
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
@@ -497,13 +524,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             if not line:
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})", p, f"line {lineno}") from None
-            except RecursionError:
-                raise AnnotationError("JSON nested too deeply", p, f"line {lineno}") from None
-            except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
-                raise AnnotationError(f"invalid JSON ({exc})", p, f"line {lineno}") from None
+                obj = decode_json_line(line)
+            except AnnotationError as exc:
+                raise AnnotationError(str(exc), p, f"line {lineno}") from None
             yield lineno, obj
 
 
@@ -573,8 +596,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
-            obj = row.to_json() if hasattr(row, "to_json") else row
-            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            fh.write(jsonl_line(row.to_json() if hasattr(row, "to_json") else row))
             n += 1
     return n
 
