@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stvg_plugin.data import TASKS, GroundingQuery, Span, frames_to_seconds
+from stvg_plugin.data import TASKS, GroundingQuery, Span
 from stvg_plugin.util.box_ops import normalize_boxes
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
 
@@ -218,7 +218,7 @@ def build_example(
         answer = None  # one image: no time to say; the decoder's box is the answer
         in_span = np.array([True])
     else:
-        span_s = frames_to_seconds(span.start, span.end, fps)
+        span_s = span.to_seconds(fps)
         text_boxes = None
         if sample.task == "stvg" and model.config.box_head == "text":
             text_boxes = {k: normalize_boxes(_box_at(q, idx[k]), w, h, clip=True).tolist()

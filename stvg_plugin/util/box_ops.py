@@ -251,28 +251,39 @@ def sanitize_box_array(boxes: np.ndarray, stats: BoxRepairStats | None = None) -
     Same rule and the same counters: non-finite -> rejected (``rejected_nan``); swapped corners are
     swapped back (``swapped``); zero/negative area after that -> rejected (``rejected_empty``).
     Returns ``(clean_boxes, valid_mask)``; rows where ``valid_mask`` is False must be treated as absent.
-    The tests check it against the scalar function box by box.
+    The tests check it against the scalar function box by box. ``boxes`` is not modified.
     """
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    clean = np.array(boxes, dtype=np.float64).reshape(-1, 4)  # a copy of our own, sanitised in place
+    return clean, sanitize_box_array_in_place(clean, stats)
+
+
+def sanitize_box_array_in_place(
+    boxes: np.ndarray, stats: BoxRepairStats | None = None, num_absent: int = 0
+) -> np.ndarray:
+    """:func:`sanitize_box_array` on an ``(n, 4)`` float64 array the caller owns, in place -> valid mask.
+
+    Computed on column views without a defensive copy (the metric engine's boxes are built for it).
+    ``num_absent`` rows of NaN stand for "no box": rejected, not counted.
+    """
+    x1, y1, x2, y2 = boxes.T
     with np.errstate(invalid="ignore", over="ignore"):
-        finite = np.isfinite(b.sum(axis=1))  # one pass; a finite sum can only come from finite rows
+        total = x1 + y1
+        total += x2
+        total += y2
+        finite = np.isfinite(total)  # a finite sum can only come from finite rows
     if not finite.all():  # the sum also overflows on huge finite boxes: decide those exactly
-        finite = np.isfinite(b).all(axis=1)
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+        finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
     swapped = (x2 < x1) | (y2 < y1)  # False on NaN rows
     if swapped.any():
-        clean = np.empty_like(b)
-        np.minimum(x1, x2, out=clean[:, 0])
-        np.minimum(y1, y2, out=clean[:, 1])
-        np.maximum(x1, x2, out=clean[:, 2])
-        np.maximum(y1, y2, out=clean[:, 3])
-    else:
-        clean = b.copy()
+        for lo, hi in ((x1, x2), (y1, y2)):
+            low = np.minimum(lo, hi)
+            np.maximum(lo, hi, out=hi)
+            lo[...] = low
     with np.errstate(invalid="ignore"):
-        nonempty = ((clean[:, 2] - clean[:, 0]) > 0) & ((clean[:, 3] - clean[:, 1]) > 0)
+        nonempty = ((x2 - x1) > 0) & ((y2 - y1) > 0)
     valid = finite & nonempty
     if stats is not None:
-        stats.rejected_nan += int(b.shape[0] - np.count_nonzero(finite))
+        stats.rejected_nan += int(finite.size - np.count_nonzero(finite)) - num_absent
         stats.swapped += int(np.count_nonzero(swapped & finite))
         stats.rejected_empty += int(np.count_nonzero(finite & ~nonempty))
-    return clean, valid
+    return valid
