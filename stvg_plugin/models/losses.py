@@ -1,4 +1,4 @@
-"""Box and relevance losses for training the space decoder (box maths: ``util.box_ops``' torch variants).
+"""Box and relevance losses for training the space decoder (torch twins of ``util.box_ops``).
 
 Spatial losses count only frames inside the ground-truth span (SpaceVLLM, notes §2 S); their form
 (L1 + GIoU with DETR's 5 / 2 weights) is the usual choice, assumed, not confirmed. The relevance BCE
