@@ -32,6 +32,7 @@ from typing import Any
 import fiftyone as fo
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.util.box_ops import scale_boxes, xywh_to_xyxy
 
 TARGET = "target"
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -147,9 +148,8 @@ def to_relative(box: Sequence[float], width: float, height: float) -> list[float
 
 
 def to_absolute(bbox: Sequence[float], width: float, height: float) -> list[float]:
-    bx, by, bw, bh = (float(v) for v in bbox)
-    x1, y1 = bx * width, by * height
-    return [x1, y1, x1 + bw * width, y1 + bh * height]
+    """FiftyOne relative ``[x, y, w, h]`` -> absolute ``[x1, y1, x2, y2]`` (``x2 = x * W + w * W``)."""
+    return xywh_to_xyxy(scale_boxes(bbox, width, height)).tolist()
 
 
 def make_detection(box: Sequence[float], width: float, height: float, label: str = TARGET, **attrs: Any) -> fo.Detection:

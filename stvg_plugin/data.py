@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 TASKS = ("stvg", "tvg", "rec")
 
 
@@ -61,7 +63,7 @@ class Span:
         return self.end - self.start
 
     def to_seconds(self, fps: float) -> tuple[float, float]:
-        return (self.start / fps, self.end / fps)
+        return frames_to_seconds(self.start, self.end, fps)
 
     def clip(self, num_frames: int) -> Span:
         s = min(max(self.start, 0), num_frames)
@@ -72,21 +74,60 @@ class Span:
         return [self.start, self.end]
 
 
+#: Float noise absorbed by the seconds -> frames rule: ``t * fps`` within 1e-9 of a whole frame counts
+#: as that frame (on a sampled universe, ``metrics.frames``, the same 1e-9 applies to the seconds).
+SECONDS_TOLERANCE = 1e-9
+
+
+def frame_seconds(frame: float, fps: float) -> float:
+    """The timestamp of a 0-based frame, ``frame / fps``: the one frames -> seconds rule."""
+    return frame / fps
+
+
+def frames_to_seconds(start: float, end: float, fps: float) -> tuple[float, float]:
+    """Frame span -> seconds ``(start / fps, end / fps)`` (``span_s`` of ``span_frames``).
+
+    Plain division, so a reversed span stays reversed; the caller checks ``fps > 0``.
+    """
+    return (frame_seconds(start, fps), frame_seconds(end, fps))
+
+
 def seconds_to_span(t0: float, t1: float, fps: float, num_frames: int | None = None) -> Span:
     """Seconds -> the frames whose timestamps ``f / fps`` lie in ``[t0, t1]``.
 
     First frame with ``f / fps >= t0``; last frame with ``f / fps <= t1`` (+1, end-exclusive).
     This is the notes' "seconds -> frames" rule applied on the full frame axis; the TubeDETR
-    protocol re-applies it on its sampled frame universe (``metrics.tubedetr``).
+    protocol re-applies it on its sampled frame universe (``metrics.frames``). Exact Python
+    integers: a value beyond the float range raises ``OverflowError`` (the readers name the entry);
+    :func:`seconds_to_frame_spans` is the same rule on arrays.
     """
     if t1 < t0:
         t0, t1 = t1, t0
-    start = math.ceil(t0 * fps - 1e-9)
-    end = math.floor(t1 * fps + 1e-9) + 1
+    start = math.ceil(t0 * fps - SECONDS_TOLERANCE)
+    end = math.floor(t1 * fps + SECONDS_TOLERANCE) + 1
     start = max(start, 0)
     if num_frames is not None:
         end = min(end, num_frames)
     return Span(start, max(end, start))
+
+
+_FRAME_LIMIT = float(2**62)  # |frame| bound before the int64 cast: +-1e300 s must not wrap around
+
+
+def seconds_to_frame_spans(fps: Any, t0: Any, t1: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`seconds_to_span`'s rule on arrays (the metric engine's dense protocols): ``(start, end)`` int64.
+
+    ``t0 <= t1`` is the caller's job, and there is no ``num_frames`` cap. ``t * fps`` is clipped to
+    +-2**62 before the cast (a finite but huge ``span_s`` such as 1e300 would otherwise cast to
+    garbage with a RuntimeWarning); values inside that range give :func:`seconds_to_span`'s frames.
+    """
+    with np.errstate(over="ignore"):  # t * fps may overflow to +-inf; the clip below bounds it
+        f0 = np.clip(t0 * fps, -_FRAME_LIMIT, _FRAME_LIMIT)
+        f1 = np.clip(t1 * fps, -_FRAME_LIMIT, _FRAME_LIMIT)
+    start = np.ceil(f0 - SECONDS_TOLERANCE).astype(np.int64)
+    end = np.floor(f1 + SECONDS_TOLERANCE).astype(np.int64) + 1
+    start = np.maximum(start, 0)
+    return start, np.maximum(end, start)
 
 
 Boxes = dict[int, list[float]]
@@ -210,7 +251,7 @@ class GroundingQuery:
             if span_frames is not None and span_frames[1] < span_frames[0]:
                 raise AnnotationError(f"span_frames end < start: {list(span_frames)}", path, entry)
             if span_s is None and span_frames is not None and fps > 0:
-                span_s = (span_frames[0] / fps, span_frames[1] / fps)
+                span_s = frames_to_seconds(span_frames[0], span_frames[1], fps)
         except OverflowError:  # e.g. span_s * fps beyond the float range
             raise AnnotationError("span_s / span_frames out of range for this fps", path, entry) from None
         video = str(d["video"])
@@ -440,6 +481,33 @@ class GroundingPrediction:
 
 
 # --------------------------------------------------------------------------- JSONL I/O
+# The one home of JSON Lines reading and writing (and of atomic writes, :func:`atomic_path`): every
+# reader and writer of the project, strict or lenient, whole-file or appending, goes through these.
+
+
+def decode_json_line(line: str) -> Any:
+    """One JSONL line -> its object; a bad line raises :class:`AnnotationError` without a location
+    (the caller adds the file and line): invalid JSON, nesting too deep, an integer too long to read."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise AnnotationError("JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
+        raise AnnotationError(f"invalid JSON ({exc})") from None
+
+
+def jsonl_line(obj: Any) -> str:
+    """``obj`` as one JSONL line (UTF-8 kept as is, not ``\\u`` escaped), newline included."""
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def append_jsonl(fh: Any, obj: Any) -> None:
+    """Append one line to an open JSONL log and flush it, so a kill loses at most the line being written
+    (the resumable writers: ``stvg predict``'s partial file, the training log)."""
+    fh.write(jsonl_line(obj))
+    fh.flush()
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
@@ -456,13 +524,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             if not line:
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})", p, f"line {lineno}") from None
-            except RecursionError:
-                raise AnnotationError("JSON nested too deeply", p, f"line {lineno}") from None
-            except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
-                raise AnnotationError(f"invalid JSON ({exc})", p, f"line {lineno}") from None
+                obj = decode_json_line(line)
+            except AnnotationError as exc:
+                raise AnnotationError(str(exc), p, f"line {lineno}") from None
             yield lineno, obj
 
 
@@ -532,8 +596,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
-            obj = row.to_json() if hasattr(row, "to_json") else row
-            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            fh.write(jsonl_line(row.to_json() if hasattr(row, "to_json") else row))
             n += 1
     return n
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stvg_plugin.data import GroundingQuery, StvgError, write_queries
+from stvg_plugin.data import GroundingQuery, StvgError, atomic_path, frames_to_seconds, write_queries
 from stvg_plugin.video import write_video
 
 SHAPES = ("circle", "square", "triangle")
@@ -301,7 +301,7 @@ def _to_query(
         width=width,
         height=height,
         span_frames=(obj.start, obj.end),
-        span_s=(obj.start / fps_value, obj.end / fps_value),
+        span_s=frames_to_seconds(obj.start, obj.end, fps_value),
         boxes=boxes,
         qtype="declarative",
         video_id=f"video_{v:04d}",
@@ -351,8 +351,7 @@ def _write_resolution_change(path: Path, fps: int = 10) -> None:
     """Two H.264 encoders feeding one MPEG-TS stream: the size in the headers no longer holds."""
     import av
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with av.open(str(tmp), mode="w", format="mpegts") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mpegts") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
         for i in range(10):
@@ -375,4 +374,3 @@ def _write_resolution_change(path: Path, fps: int = 10) -> None:
                 packet.pts, packet.dts = packet.pts + 10, packet.dts + 10
                 packet.time_base = Fraction(1, fps)
                 container.mux(packet)
-    os.replace(tmp, path)

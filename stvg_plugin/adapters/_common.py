@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError
+from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError, frames_to_seconds
 
 T = TypeVar("T")
 ON_ERROR = ("raise", "skip")
@@ -242,4 +242,4 @@ class VideoResolver:
 
 
 def frame_span_seconds(start: int, end: int, fps: float) -> tuple[float, float] | None:
-    return (start / fps, end / fps) if fps > 0 else None
+    return frames_to_seconds(start, end, fps) if fps > 0 else None

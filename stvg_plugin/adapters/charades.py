@@ -31,7 +31,15 @@ from stvg_plugin.adapters._common import (
     field,
     require_file,
 )
-from stvg_plugin.data import AnnotationError, GroundingQuery, StvgError, atomic_write_text, check_query, seconds_to_span
+from stvg_plugin.data import (
+    AnnotationError,
+    GroundingQuery,
+    StvgError,
+    atomic_write_text,
+    check_query,
+    decode_json_line,
+    seconds_to_span,
+)
 
 LINE_RE = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s*##(.*)$")
 NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -104,17 +112,10 @@ def _json_lines(text: str, runner: EntryRunner) -> list[tuple[str, int, Any]]:
     rows = []
     lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     for position, (lineno, line) in enumerate(lines):
-        row = runner.run(f"line {lineno}", _json_line, line)
+        row = runner.run(f"line {lineno}", decode_json_line, line)
         if row is not None:
             rows.append((f"line {lineno}", position, row))
     return rows
-
-
-def _json_line(line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def _timestamp(raw: Any) -> tuple[float, float]:

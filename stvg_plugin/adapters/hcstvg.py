@@ -40,7 +40,7 @@ from stvg_plugin.adapters._common import (
     field,
     load_json_file,
 )
-from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, write_json
+from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, frame_seconds, frames_to_seconds, write_json
 from stvg_plugin.util.box_ops import xywh_to_xyxy, xyxy_to_xywh
 
 HCSTVG_CLIP_SECONDS = 20.0
@@ -123,7 +123,7 @@ def _parse_entry(key: str, entry: Any, version: int, resolve: VideoResolver) -> 
         width=width,
         height=height,
         span_frames=(start, end),
-        span_s=(start / fps, end / fps),
+        span_s=frames_to_seconds(start, end, fps),
         boxes=boxes,
         video_id=Path(video_file).stem,
         extra=extra,
@@ -181,8 +181,8 @@ def write_hcstvg(path: str | os.PathLike, queries: Sequence[GroundingQuery], ver
             entry.update(img_size=[int(q.height), int(q.width)], English=q.query)
         entry.update(
             st_frame=start + 1,
-            st_time=float(q.extra.get("st_time", start / fps)),
-            ed_time=float(q.extra.get("ed_time", (end - 1) / fps)),
+            st_time=float(q.extra.get("st_time", frame_seconds(start, fps))),
+            ed_time=float(q.extra.get("ed_time", frame_seconds(end - 1, fps))),
             bbox=xywh,
         )
         video_file = os.path.basename(q.video)

@@ -7,12 +7,11 @@ parsed one by one with the same :meth:`GroundingQuery.from_json`, so each proble
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from stvg_plugin.adapters._common import EntryRunner, check_on_error, require_file
-from stvg_plugin.data import AnnotationError, GroundingQuery, read_queries
+from stvg_plugin.data import AnnotationError, GroundingQuery, decode_json_line, read_queries
 
 
 def read_unified(
@@ -55,11 +54,7 @@ def _read_per_line(path: Path, base: str, runner: EntryRunner) -> list[Grounding
 
 
 def _parse_line(line: str, base: str, seen: set[str]) -> GroundingQuery:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    q = GroundingQuery.from_json(obj, base_dir=base)
+    q = GroundingQuery.from_json(decode_json_line(line), base_dir=base)
     if q.qid in seen:
         raise AnnotationError(f"duplicate qid {q.qid!r}")
     return q

@@ -21,7 +21,15 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, require_path
-from stvg_plugin.data import AnnotationError, GroundingPrediction, atomic_write_text, write_json, write_jsonl
+from stvg_plugin.data import (
+    AnnotationError,
+    GroundingPrediction,
+    append_jsonl,
+    atomic_write_text,
+    decode_json_line,
+    write_json,
+    write_jsonl,
+)
 
 log = logging.getLogger("stvg.predict")
 
@@ -48,7 +56,7 @@ def read_partial(path: Path) -> dict[str, dict]:
                 break
             try:
                 line = raw.decode("utf-8")
-                obj = json.loads(line)
+                obj = decode_json_line(line)
                 qid = GroundingPrediction.from_json(obj).qid  # a valid prediction, not just JSON
             except (ValueError, RecursionError, AnnotationError):  # JSONDecodeError, UnicodeDecodeError
                 dropped += 1
@@ -128,8 +136,7 @@ def run(cfg: DictConfig, output_dir: Path) -> Path:
             for pred in grounder.predict(todo, progress=True):
                 obj = pred.to_json()
                 done[pred.qid] = obj
-                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                fh.flush()
+                append_jsonl(fh, obj)
 
         summary = getattr(grounder, "run_summary", None)
         if summary is not None:  # served backends: requests, cache hits, latency, tokens (never the key)

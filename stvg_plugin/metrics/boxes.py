@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stvg_plugin.util.box_ops import BoxRepairStats, sanitize_box_array
+from stvg_plugin.util.box_ops import BoxRepairStats, sanitize_box_array, sanitize_box_array_in_place
 
 __all__ = [
     "BOX_FILLS",
@@ -104,7 +104,7 @@ def gather_boxes_many(
         boxes = reader.cols.T  # (n, 4) view of the column-major array
         found = reader.found
         if reader.sanitize:  # absent rows hold NaN, so the rule rejects them too; they are not counted
-            found = _sanitize_owned(boxes, stats, reader.num_absent)
+            found = sanitize_box_array_in_place(boxes, stats, reader.num_absent)
         out.append((boxes, found))
     return out
 
@@ -169,36 +169,6 @@ def _count_absent(values: list, rec: np.ndarray) -> int:
     """How many ``values`` are ``_ABSENT``: only tuples whose first item is NaN can be, checked by identity."""
     maybe = np.flatnonzero((rec["code"] == ord("(")) & np.isnan(rec["v0"]))
     return list(map(is_, map(values.__getitem__, maybe.tolist()), repeat(_ABSENT))).count(True)
-
-
-def _sanitize_owned(boxes: np.ndarray, stats: BoxRepairStats | None, num_absent: int = 0) -> np.ndarray:
-    """:func:`sanitize_box_array` in place on an ``(n, 4)`` array this module built -> valid mask.
-
-    The same rule and counters (the tests compare the two), computed on column views without the
-    defensive copy, ~3x faster. ``num_absent`` rows of NaN stand for "no box": rejected, not counted.
-    """
-    x1, y1, x2, y2 = boxes.T
-    with np.errstate(invalid="ignore", over="ignore"):
-        total = x1 + y1
-        total += x2
-        total += y2
-        finite = np.isfinite(total)  # a finite sum can only come from finite rows
-    if not finite.all():  # the sum also overflows on huge finite boxes: decide those exactly
-        finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
-    swapped = (x2 < x1) | (y2 < y1)  # False on NaN rows
-    if swapped.any():
-        for lo, hi in ((x1, x2), (y1, y2)):
-            low = np.minimum(lo, hi)
-            np.maximum(lo, hi, out=hi)
-            lo[...] = low
-    with np.errstate(invalid="ignore"):
-        nonempty = ((x2 - x1) > 0) & ((y2 - y1) > 0)
-    valid = finite & nonempty
-    if stats is not None:
-        stats.rejected_nan += int(finite.size - np.count_nonzero(finite)) - num_absent
-        stats.swapped += int(np.count_nonzero(swapped & finite))
-        stats.rejected_empty += int(np.count_nonzero(finite & ~nonempty))
-    return valid
 
 
 class RaggedBoxes:

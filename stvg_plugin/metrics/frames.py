@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from stvg_plugin.data import SECONDS_TOLERANCE
+
 TUBEDETR_TARGET_FPS = 5
 TUBEDETR_MAX_LEN = 200
-_SECONDS_TOL = 1e-9
 
 
 def ragged_arange(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,14 +203,15 @@ def seconds_to_universe_span(
     """Seconds -> end-exclusive frames on each query's universe (project rule, metrics.md §1).
 
     ``start`` = first universe frame with ``f / fps >= t_start``; ``end`` = last universe frame with
-    ``f / fps <= t_end``, plus one. A tolerance of 1e-9 s absorbs float noise in the seconds (the same
-    tolerance as :func:`stvg_plugin.data.seconds_to_span`). No such frame -> an empty span ``[0, 0)``.
+    ``f / fps <= t_end``, plus one: :func:`stvg_plugin.data.seconds_to_span`'s rule, on the universe's
+    frames instead of every frame, with its tolerance (``SECONDS_TOLERANCE``, here in seconds). No such
+    frame -> an empty span ``[0, 0)``.
     """
     t = frames / np.asarray(fps, dtype=np.float64)[qidx]
     start = np.zeros(nq, dtype=np.int64)
     end = np.zeros(nq, dtype=np.int64)
-    ok_start = t >= np.asarray(t_start)[qidx] - _SECONDS_TOL
-    ok_end = t <= np.asarray(t_end)[qidx] + _SECONDS_TOL
+    ok_start = t >= np.asarray(t_start)[qidx] - SECONDS_TOLERANCE
+    ok_end = t <= np.asarray(t_end)[qidx] + SECONDS_TOLERANCE
     has_start = np.zeros(nq, dtype=bool)
     has_end = np.zeros(nq, dtype=bool)
     rows = np.flatnonzero(ok_start)

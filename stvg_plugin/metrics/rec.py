@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
-from stvg_plugin.util.box_ops import BoxRepairStats, sanitize_box
+from stvg_plugin.util.box_ops import BoxRepairStats, normalize_boxes, reference_box_iou, sanitize_box
 
 REC_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
 _NUM = r"(-?\d+(?:\.\d+)?)"
@@ -29,11 +29,7 @@ def parse_rec_answer(text: str) -> list[float] | None:
 
 def rec_iou(gt: Sequence[float], pred: Sequence[float]) -> float | None:
     """Plain xyxy IoU as lmms-eval computes it; ``None`` where the union is 0 (lmms-eval divides by 0)."""
-    iw = max(0.0, min(gt[2], pred[2]) - max(gt[0], pred[0]))
-    ih = max(0.0, min(gt[3], pred[3]) - max(gt[1], pred[1]))
-    inter = iw * ih
-    union = (gt[2] - gt[0]) * (gt[3] - gt[1]) + (pred[2] - pred[0]) * (pred[3] - pred[1]) - inter
-    return inter / union if union > 0 else None
+    return reference_box_iou(gt, pred)
 
 
 def center_inside(gt: Sequence[float], pred: Sequence[float]) -> bool:
@@ -47,7 +43,7 @@ def _first_box(boxes: dict) -> list[float] | None:
 
 def _normalise(box: Sequence[float], q: GroundingQuery) -> list[float]:
     if q.width and q.height:
-        return [box[0] / q.width, box[1] / q.height, box[2] / q.width, box[3] / q.height]
+        return normalize_boxes(box, q.width, q.height).tolist()
     return list(box)
 
 

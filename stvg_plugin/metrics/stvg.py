@@ -13,7 +13,7 @@ official evaluator's numbers on every input that evaluator accepts:
   ``st_frame`` as a 0-based index, so ``st_frame`` 0 is valid). tIoU on the raw frame axis;
   ``vIoU = sum_{S_i} IoU / max(|S_u|, 1)``; ``gt_vIoU`` = mean IoU over GT-span frames of the universe;
   strict ``>`` thresholds. The predicted span is read as given (a reversed one has no intersection:
-  ``max_start`` / ``min_end`` on the raw ``sted``); box IoU is ``util/box_ops.np_box_iou`` on the
+  ``max_start`` / ``min_end`` on the raw ``sted``); box IoU is ``util/box_ops.pairwise_iou`` on the
   boxes as given (swapped corners -> no intersection -> 0). Follows the fixed evaluator
   (``max_end = max(ends)``). A missing prediction or frame raises there; here it scores 0, counted.
 * ``official_hcstvg`` - HC-STVG ``eval_hcvg.py``: inclusive spans; the loop runs over the GT frames
@@ -49,11 +49,11 @@ from operator import is_not, itemgetter
 
 import numpy as np
 
-from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, seconds_to_frame_spans
 from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes_many, marshal_records
 from stvg_plugin.metrics.frames import TUBEDETR_MAX_LEN, SampledUniverse, dense_universe, seconds_to_universe_span
 from stvg_plugin.metrics.rows import row_tail
-from stvg_plugin.util.box_ops import BoxRepairStats
+from stvg_plugin.util.box_ops import BoxRepairStats, interval_iou_array, pairwise_iou
 
 # Queries are scored in chunks of about this many (upper-bound) rows: the per-row arrays of a chunk
 # (a few MB) stay in cache and reuse freed memory; one chunk for all queries faults in fresh pages
@@ -226,7 +226,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters, re
     ps, pe, by_seconds, t0, t1 = _pred_spans(preds, nq, counters, repair)
     if by_seconds.any():
         if spec.official_hcstvg or spec.dense:
-            sps, spe = _seconds_to_raw_frames(fps, t0, t1)
+            sps, spe = seconds_to_frame_spans(fps, t0, t1)
         else:
             if qi is None:
                 qi, fr = universe.rows()
@@ -263,7 +263,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters, re
         pfound = pfound | use_fill
     counters.gt_frames_without_box += int(gfound.size - np.count_nonzero(gfound))
     both = gfound & pfound
-    iou = _row_iou(pbox, gbox)
+    iou = pairwise_iou(pbox, gbox)
     if not both.all():
         iou[~both] = 0.0
     nan = np.isnan(iou)
@@ -283,7 +283,7 @@ def _score_chunk(queries, preds, spec, thresholds, box_fill, stats, counters, re
     if spec.official_hcstvg:
         tiou, viou = _official_hcstvg(rq, iou, gfound & pfound, gs, ge, ps, pe, nq)
     else:
-        tiou = _frame_tiou(gs, ge, ps, pe)
+        tiou = interval_iou_array(gs, ge, ps, pe)
         viou = _universe_viou(universe, qi, fr, rq, rf, iou, gs, ge, ps, pe, nq, spec.inclusive_overlap)
     tiou[~has_pred] = 0.0
     viou[~has_pred] = 0.0
@@ -353,62 +353,6 @@ def _pred_spans(preds, nq, counters, repair=False):
         else:
             counters.no_span += 1
     return np.array(ps_list, dtype=np.int64), np.array(pe_list, dtype=np.int64), by_seconds, t0, t1
-
-
-_FRAME_LIMIT = float(2**62)  # |frame| bound before the int64 cast: +-1e300 s must not wrap around
-
-
-def _seconds_to_raw_frames(fps, t0, t1):
-    """Dense protocols: the project's seconds -> frames rule on the full frame axis.
-
-    ``t * fps`` is clipped to +-2**62 before the cast (a finite but huge ``span_s`` such as 1e300 would
-    otherwise cast to garbage with a RuntimeWarning); values inside that range are unchanged.
-    """
-    with np.errstate(over="ignore"):  # t * fps may overflow to +-inf; the clip below bounds it
-        f0 = np.clip(t0 * fps, -_FRAME_LIMIT, _FRAME_LIMIT)
-        f1 = np.clip(t1 * fps, -_FRAME_LIMIT, _FRAME_LIMIT)
-    start = np.ceil(f0 - 1e-9).astype(np.int64)
-    end = np.floor(f1 + 1e-9).astype(np.int64) + 1
-    start = np.maximum(start, 0)
-    return start, np.maximum(end, start)
-
-
-def _row_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of two ``(n, 4)`` xyxy arrays, bit for bit :func:`~stvg_plugin.util.box_ops.pairwise_iou`.
-
-    (Its ``+ eps`` with eps = 0 could only turn a -0.0 union into +0.0, and then the intersection
-    is 0 and the IoU NaN either way.) Computed on every row on column views with in-place ufuncs,
-    cheaper than selecting rows first: the caller overwrites rows without both boxes, and rows
-    holding NaN/inf (absent or rejected boxes) compute garbage quietly.
-    """
-    a0, a1, a2, a3 = a.T
-    b0, b1, b2, b3 = b.T
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        iw = np.minimum(a2, b2)
-        iw -= np.maximum(a0, b0)
-        np.maximum(iw, 0.0, out=iw)  # == np.clip(iw, 0, None), NaN and -0.0 included
-        ih = np.minimum(a3, b3)
-        ih -= np.maximum(a1, b1)
-        np.maximum(ih, 0.0, out=ih)
-        inter = iw
-        inter *= ih
-        union = a2 - a0
-        union *= a3 - a1
-        area_b = b2 - b0
-        area_b *= b3 - b1
-        union += area_b
-        union -= inter
-        inter /= union
-    return inter
-
-
-def _frame_tiou(gs, ge, ps, pe) -> np.ndarray:
-    inter = np.minimum(ge, pe) - np.maximum(gs, ps)
-    union = (ge - gs) + (pe - ps) - inter
-    tiou = np.zeros(gs.size, dtype=np.float64)
-    ok = (inter > 0) & (union > 0)
-    tiou[ok] = inter[ok] / union[ok]
-    return tiou
 
 
 def _universe_viou(universe, qi, fr, rq, rf, iou, gs, ge, ps, pe, nq, inclusive) -> np.ndarray:

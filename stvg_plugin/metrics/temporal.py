@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, frames_to_seconds
+from stvg_plugin.util.box_ops import interval_iou
 
 TVG_THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -86,10 +87,7 @@ def parse_charades_answer(text: str) -> tuple[float, float] | None:
 
 def seconds_iou(gt: Sequence[float], pred: Sequence[float]) -> float:
     """Charades / lmms-eval IoU: ``max(min(ends) - max(starts), 0) / (max(ends) - min(starts))``, 0 if <= 0."""
-    denom = max(gt[1], pred[1]) - min(gt[0], pred[0])
-    if denom <= 0:
-        return 0.0
-    return max(min(gt[1], pred[1]) - max(gt[0], pred[0]), 0) / denom
+    return interval_iou(gt, pred)
 
 
 def gt_seconds(q: GroundingQuery) -> tuple[float, float] | None:
@@ -97,7 +95,7 @@ def gt_seconds(q: GroundingQuery) -> tuple[float, float] | None:
     if q.span_s is not None:
         return (float(q.span_s[0]), float(q.span_s[1]))
     if q.span_frames is not None and q.fps:
-        return (q.span_frames[0] / q.fps, q.span_frames[1] / q.fps)
+        return frames_to_seconds(q.span_frames[0], q.span_frames[1], q.fps)
     return None
 
 
@@ -109,7 +107,7 @@ def pred_seconds(q: GroundingQuery, p: GroundingPrediction, parse_text: bool) ->
         a, b = float(p.span_s[0]), float(p.span_s[1])
         return (min(a, b), max(a, b))
     if p.span_frames is not None and q.fps:
-        return (p.span_frames[0] / q.fps, p.span_frames[1] / q.fps)
+        return frames_to_seconds(p.span_frames[0], p.span_frames[1], q.fps)
     if p.raw_text is not None:
         return parse_charades_answer(p.raw_text)
     return None

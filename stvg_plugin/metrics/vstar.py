@@ -24,8 +24,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, frame_seconds
 from stvg_plugin.metrics.literal import parse_number_pair
+from stvg_plugin.util.box_ops import interval_iou, reference_box_iou
 
 VSTAR_TIOU_THRESHOLDS = (0.3, 0.5, 0.7)
 VSTAR_AP_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -56,24 +57,15 @@ def vstar_tiou(gt: Sequence[float], pred: Any) -> float:
     span = vstar_temporal_answer(pred)
     if span is None:
         return 0.0
-    gs, ge = gt[0], gt[1]
-    ps, pe = span[0], span[1]
-    inter = max(0, min(ge, pe) - max(gs, ps))
-    union = max(ge, pe) - min(gs, ps)
-    return inter / union if union > 0 else 0.0
+    return interval_iou(gt, span, nan_scores_zero=True)
 
 
 def _box_iou_official(gt: Sequence[float], box: Any) -> float:
     """V-STaR ``compute_iou``: 0 unless a list/tuple of 4; plain arithmetic (may raise on non-numbers)."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         return 0.0
-    gx0, gy0, gx1, gy1 = gt
-    px0, py0, px1, py1 = box
-    iw = max(0, min(gx1, px1) - max(gx0, px0))
-    ih = max(0, min(gy1, py1) - max(gy0, py0))
-    inter = iw * ih
-    union = (gx1 - gx0) * (gy1 - gy0) + (px1 - px0) * (py1 - py0) - inter
-    return inter / union if union > 0 else 0.0
+    iou = reference_box_iou(gt, box)
+    return iou if iou is not None else 0.0
 
 
 def _frame_iou_official(gt: Sequence[float], cand: Any) -> float:
@@ -267,7 +259,7 @@ def gt_boxes_by_time(q: GroundingQuery) -> list[tuple[str, list[float]]]:
         return [(str(k), list(v)) for k, v in stored.items()]
     if not q.fps:
         raise AnnotationError("vstar query needs extra['boxes_by_time'] or fps", entry=f"qid {q.qid}")
-    return [(_time_key(f / q.fps), list(b)) for f, b in sorted(q.boxes.items())]
+    return [(_time_key(frame_seconds(f, q.fps)), list(b)) for f, b in sorted(q.boxes.items())]
 
 
 def pred_boxes_by_time(q: GroundingQuery, p: GroundingPrediction, chain: str = "") -> Any:
@@ -282,7 +274,7 @@ def pred_boxes_by_time(q: GroundingQuery, p: GroundingPrediction, chain: str = "
         return {str(k): v for k, v in stored.items()}
     if not q.fps:
         return {}
-    return {_time_key(f / q.fps): list(b) for f, b in p.boxes.items()}
+    return {_time_key(frame_seconds(f, q.fps)): list(b) for f, b in p.boxes.items()}
 
 
 def _chain(q: GroundingQuery, p: GroundingPrediction, gt_boxes: list, chain: str, other: dict) -> dict | None:

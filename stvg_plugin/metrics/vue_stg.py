@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, frame_seconds
+from stvg_plugin.util.box_ops import box_area, normalize_boxes
 
 VUE_METRICS = (
     "t_IoU", "t_Recall", "t_Precision", "v_IoU", "v_Recall", "v_Precision", "v_IoU_Int",
@@ -187,10 +188,11 @@ def _group(value: float | None, bins: tuple) -> str | None:
 
 def _rows_of(boxes: Mapping[int, Sequence[float]], q: GroundingQuery) -> list[tuple[int, list[float]]]:
     """Frame-keyed pixel boxes -> ``(time_ms, normalised box)`` rows in frame order."""
-    w, h = (q.width or 1), (q.height or 1)
-    return [
-        (int(round(f / q.fps * 1000)), [b[0] / w, b[1] / h, b[2] / w, b[3] / h]) for f, b in sorted(boxes.items())
-    ]
+    items = sorted(boxes.items())
+    if not items:
+        return []
+    normalised = normalize_boxes([b for _, b in items], q.width or 1, q.height or 1).tolist()
+    return [(int(round(frame_seconds(f, q.fps) * 1000)), b) for (f, _), b in zip(items, normalised)]
 
 
 def _native_rows(extra: Mapping[str, Any]) -> list[tuple[int, list[float]]] | None:
@@ -227,7 +229,7 @@ def score_vue_stg(
         except ValueError:
             other["crash"] = other.get("crash", 0) + 1  # both tubes empty: the official asserts
             row = dict.fromkeys(VUE_METRICS)
-        areas = [(b[2] - b[0]) * (b[3] - b[1]) for boxes in gt.values() for b in boxes]
+        areas = box_area(np.reshape([b for boxes in gt.values() for b in boxes], (-1, 4))).tolist()
         avg_area = sum(areas) / len(areas) if areas else 0.0
         gt_length = sum(1 for boxes in gt.values() if boxes)
         duration = q.extra.get("video_duration")

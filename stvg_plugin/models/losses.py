@@ -10,30 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-
-
-def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
-
-
-def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Element-wise GIoU of xyxy boxes ``(..., 4)`` (differentiable; ``eps`` guards empty unions)."""
-    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = iw * ih
-    union = area_a + area_b - inter
-    iou = inter / (union + eps)
-    hw = torch.maximum(a[..., 2], b[..., 2]) - torch.minimum(a[..., 0], b[..., 0])
-    hh = torch.maximum(a[..., 3], b[..., 3]) - torch.minimum(a[..., 1], b[..., 1])
-    hull = hw * hh
-    return iou - (hull - union) / (hull + eps)
+from stvg_plugin.util.box_ops import torch_cxcywh_to_xyxy as cxcywh_to_xyxy
+from stvg_plugin.util.box_ops import torch_generalized_iou as generalized_iou
 
 
 def box_losses(pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor, in_span: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -54,6 +54,7 @@ from stvg_plugin.models.decoding import VideoGeometry, build_prediction
 from stvg_plugin.models.losses import grounding_loss
 from stvg_plugin.models.processing_spacevllm import InstructionTokens, PrefixLayout, SpaceVLLMProcessor
 from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder
+from stvg_plugin.util import box_ops
 
 
 @dataclass
@@ -468,9 +469,8 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             for k, f in enumerate(geometry.indices.tolist()):
                 box = (boxes or {}).get(int(f))
                 if span.start <= f < span.end and box is not None:
-                    x1, y1, x2, y2 = box
                     w, h = max(geometry.width, 1), max(geometry.height, 1)
-                    gt[k] = torch.tensor([(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h])
+                    gt[k] = torch.from_numpy(box_ops.normalize_boxes(box_ops.xyxy_to_cxcywh(box), w, h))
                     in_span[k] = True
             inputs.gt_boxes, inputs.in_span = gt, in_span
         return inputs

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from stvg_plugin.data import GroundingPrediction, GroundingQuery
+from stvg_plugin.data import GroundingPrediction, GroundingQuery, frames_to_seconds
 
 
 def random_prediction(q: GroundingQuery, rng: np.random.Generator) -> GroundingPrediction:
@@ -25,7 +25,7 @@ def random_prediction(q: GroundingQuery, rng: np.random.Generator) -> GroundingP
     cx, cy = rng.uniform(bw / 2, w - bw / 2), rng.uniform(bh / 2, h - bh / 2)
     box = [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]
     fps = q.fps if q.fps > 0 else 1.0
-    return GroundingPrediction(qid=q.qid, span_frames=(a, b), span_s=(a / fps, b / fps),
+    return GroundingPrediction(qid=q.qid, span_frames=(a, b), span_s=frames_to_seconds(a, b, fps),
                                boxes={f: list(box) for f in range(a, b)}, span_source="random")
 
 

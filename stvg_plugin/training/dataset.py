@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from stvg_plugin.data import TASKS, GroundingQuery, Span
+from stvg_plugin.util.box_ops import normalize_boxes
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
 
 log = logging.getLogger(__name__)
@@ -188,11 +189,6 @@ def _box_at(q: GroundingQuery, frame: int) -> list[float] | None:
     return q.boxes.get(int(frame))
 
 
-def _norm_xyxy(box: Sequence[float], w: int, h: int) -> list[float]:
-    x1, y1, x2, y2 = box
-    return [min(max(x1 / w, 0.0), 1.0), min(max(y1 / h, 0.0), 1.0), min(max(x2 / w, 0.0), 1.0), min(max(y2 / h, 0.0), 1.0)]
-
-
 def build_example(
     model: Any, sample: TrainSample, sampled: SampledVideo, rng: np.random.Generator, stats: DataStats
 ) -> TrainExample | None:
@@ -222,10 +218,11 @@ def build_example(
         answer = None  # one image: no time to say; the decoder's box is the answer
         in_span = np.array([True])
     else:
-        span_s = (span.start / fps, span.end / fps)
+        span_s = span.to_seconds(fps)
         text_boxes = None
         if sample.task == "stvg" and model.config.box_head == "text":
-            text_boxes = {k: _norm_xyxy(_box_at(q, idx[k]), w, h) for k in np.nonzero(in_span)[0].tolist()
+            text_boxes = {k: normalize_boxes(_box_at(q, idx[k]), w, h, clip=True).tolist()
+                          for k in np.nonzero(in_span)[0].tolist()
                           if _box_at(q, idx[k]) is not None}
         answer = proc.format_answer(span_s, text_boxes)
     inputs = model.prepare_inputs(sampled, q.query, answer, span_frames=(span.start, span.end), boxes=boxes)

@@ -10,7 +10,6 @@ losses and updates of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import pickle
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from stvg_plugin.data import StvgError, atomic_write_text
+from stvg_plugin.data import AnnotationError, StvgError, append_jsonl, atomic_write_text, decode_json_line
 from stvg_plugin.models.losses import box_losses, centre_loss, relevance_loss
 from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, TrainExample
@@ -251,9 +250,9 @@ class Trainer:
         keep = []
         for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
             try:
-                if json.loads(line)["step"] <= step:
+                if decode_json_line(line)["step"] <= step:
                     keep.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (AnnotationError, KeyError, TypeError):
                 continue
         atomic_write_text(path, "".join(keep))
 
@@ -308,8 +307,7 @@ class Trainer:
                     last = self.train_step()
                     last["time_s"] = round(time.perf_counter() - t0, 3)
                     if acc.is_main_process:
-                        fh.write(json.dumps(last) + "\n")
-                        fh.flush()
+                        append_jsonl(fh, last)
                     bar.update(1)
                     bar.set_postfix(loss=f"{last['loss']:.3f}", rel=f"{last['loss_relevance']:.3f}",
                                     giou=f"{last['loss_giou']:.3f}")
