@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from builders import box_query
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery
 from stvg_plugin.metrics import (
@@ -93,17 +94,7 @@ def test_no_overlap():
 
 
 def test_vidstg_example_with_qtype_summary():
-    q = GroundingQuery(
-        qid="v",
-        video="v.mp4",
-        query="the dog",
-        fps=30.0,
-        num_frames=90,
-        span_frames=(12, 36),
-        boxes={f: list(GT_BOX) for f in range(12, 36)},
-        qtype="declarative",
-        extra={"segment": [0, 60]},
-    )
+    q = box_query("v", (12, 36), GT_BOX, fps=30.0, num_frames=90, qtype="declarative", extra={"segment": [0, 60]})
     p = pred("v", (18, 48), {f: list(GT_BOX) for f in range(0, 90)})
     res = evaluate([q], [p])
     row = res.per_query[0]

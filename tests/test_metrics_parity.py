@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from builders import box_query
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -181,16 +182,7 @@ def test_streamed_predictions_from_jsonl(random_benchmark, tmp_path):
 
 
 def test_fill_modes_only_fill_inside_the_predicted_span():
-    q = GroundingQuery(
-        qid="f",
-        video="v.mp4",
-        query="x",
-        fps=5.0,
-        num_frames=100,
-        span_frames=(10, 20),
-        boxes={f: [0, 0, 10, 10] for f in range(10, 20)},
-        extra={"segment": [0, 99]},
-    )
+    q = box_query("f", (10, 20), [0, 0, 10, 10], num_frames=100, extra={"segment": [0, 99]})
     p = GroundingPrediction(qid="f", span_frames=(10, 15), boxes={10: [0, 0, 10, 10], 14: [0, 0, 10, 20]})
     none = score_query(q, p)
     nearest = score_query(q, p, box_fill="nearest")
@@ -286,15 +278,7 @@ def test_sanitize_box_array_matches_scalar_rule():
 
 
 def test_auto_protocol_with_mixed_tasks():
-    stvg_q = GroundingQuery(
-        qid="s",
-        video="v.mp4",
-        query="x",
-        fps=5.0,
-        num_frames=50,
-        span_frames=(10, 20),
-        boxes={f: [0, 0, 10, 10] for f in range(10, 20)},
-    )
+    stvg_q = box_query("s", (10, 20), [0, 0, 10, 10])
     tvg_q = GroundingQuery(qid="t", video="v.mp4", query="x", task="tvg", fps=5.0, num_frames=50, span_s=(2.0, 4.0))
     ps = [
         GroundingPrediction(qid="s", span_frames=(10, 20), boxes=dict(stvg_q.boxes)),
