@@ -627,8 +627,8 @@ def compare_runs(view, key_a: str, key_b: str) -> dict:
 
 
 def read_lmms_samples(path: str | os.PathLike) -> list[GroundingPrediction]:
-    """Predictions of an lmms-eval ``--log_samples`` file of an ``stvg_*`` task (``lmms_tasks.results``)."""
-    from lmms_tasks.results import read_samples
+    """Predictions of an lmms-eval ``--log_samples`` file of an ``stvg_*`` task (the core's format reader)."""
+    from stvg_plugin.formats.lmms_stvg_samples import read_samples
 
     return list(read_samples(path))
 
