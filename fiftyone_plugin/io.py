@@ -282,23 +282,21 @@ def load_model(model: str = "spacevllm_tiny", checkpoint: str | None = None, dev
     key = (model, checkpoint, device, num_frames, bool(trust_remote_code))
     if cache and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
+    from stvg_plugin.models import ModelSpec, load_grounder, resolve_spec
+
     if model == "prompted":
         if not checkpoint:
             raise StvgError("model='prompted' needs checkpoint=<local folder of a Qwen2.5-VL, Qwen3-VL, "
                             "InternVL or LLaVA-OneVision checkpoint>")
-        from stvg_plugin.models.prompted import PromptedGrounder
-
-        kw = {"num_frames": int(num_frames)} if num_frames else {}
-        grounder = PromptedGrounder.from_pretrained(checkpoint, device=device, **kw)
+        options = {"num_frames": int(num_frames)} if num_frames else {}
+        grounder = load_grounder(ModelSpec("prompted", {"type": "prompted", **options}, checkpoint, device))
     else:
-        from stvg_plugin.models import load_grounder, resolve_spec
-
         cfg: Any = model
         if num_frames:
             cfg = dict(resolve_spec(model), num_frames=int(num_frames))
         if trust_remote_code:  # a key of its own: the preset's runtime keys must not override the checkpoint's
             cfg = {**({"preset": cfg} if isinstance(cfg, str) else cfg), "trust_remote_code": bool(trust_remote_code)}
-        grounder = load_grounder(cfg, checkpoint=checkpoint, device=device)
+        grounder = load_grounder(ModelSpec.from_config(cfg, checkpoint, device))
     if cache:
         _MODEL_CACHE[key] = grounder
     return grounder
