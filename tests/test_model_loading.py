@@ -55,7 +55,10 @@ def test_no_weights_is_named_for_each_purpose() -> None:
         load_model(spec, for_training=True)
 
 
-def test_every_entry_point_goes_through_the_one_loader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_every_entry_point_goes_through_the_one_loader(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, opted_in: bool
+) -> None:
     seen: list[tuple[ModelSpec, bool]] = []
 
     def fake_load_model(spec: ModelSpec, *, for_training: bool = False):
@@ -80,15 +83,15 @@ def test_every_entry_point_goes_through_the_one_loader(monkeypatch: pytest.Monke
         fo_io.load_model("prompted", checkpoint=str(tmp_path), num_frames=4, cache=False)
     assert seen[-1] == (ModelSpec("prompted", {"type": "prompted", "num_frames": 4}, str(tmp_path)), False)
     with pytest.raises(RuntimeError, match="stop"):
-        fo_io.load_model("spacevllm_tiny", checkpoint=str(tmp_path), cache=False, trust_remote_code=True)
-    assert seen[-1][0].config == {"preset": "spacevllm_tiny", "trust_remote_code": True}
+        fo_io.load_model("spacevllm_tiny", checkpoint=str(tmp_path), cache=False, trust_remote_code=opted_in)
+    assert seen[-1][0].config == ({"preset": "spacevllm_tiny", "trust_remote_code": True} if opted_in else "spacevllm_tiny")
 
     lmms_models = pytest.importorskip("lmms_tasks.models")  # the lmms-eval models
     with pytest.raises(RuntimeError, match="stop"):
         lmms_models.StvgPrompted(pretrained=str(tmp_path), num_frames=4, recipe="x", batch_size=1)
     assert seen[-1][0] == ModelSpec("prompted", {"type": "prompted", "num_frames": 4, "recipe": "x"}, str(tmp_path))
     with pytest.raises(RuntimeError, match="stop"):
-        lmms_models.SpaceVLLM(pretrained=str(tmp_path), num_frames=5, trust_remote_code=True)
-    assert seen[-1][0] == ModelSpec("spacevllm", {"num_frames": 5, "trust_remote_code": True}, str(tmp_path))
+        lmms_models.SpaceVLLM(pretrained=str(tmp_path), num_frames=5, trust_remote_code=opted_in)
+    assert seen[-1][0] == ModelSpec("spacevllm", {"num_frames": 5, "trust_remote_code": opted_in}, str(tmp_path))
     with pytest.raises(StvgError, match="unknown --model_args"):
         lmms_models.SpaceVLLM(pretrained=str(tmp_path), style="qwen2_5_vl")
