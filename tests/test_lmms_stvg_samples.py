@@ -67,3 +67,21 @@ def test_demo_converts_in_process_and_names_a_run_without_samples(tmp_path: Path
     _write_samples(out / "m" / "1_samples_stvg_synthetic.jsonl", PREDS)
     _samples_to_predictions(out, "stvg_synthetic", tmp_path / "p.jsonl")
     assert [p.qid for p in read_predictions(tmp_path / "p.jsonl")] == ["a", "b"]
+
+
+def test_demo_step_runs_commands_and_in_process_calls_in_order(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from stvg_plugin.commands.common import ConfigError
+    from stvg_plugin.commands.demo import _Steps
+
+    marker = tmp_path / "m.txt"
+    order: list[str] = []
+    steps = _Steps(total=2, env=dict(os.environ))
+    steps.run("write then read", [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x')"],
+              lambda: order.append(marker.read_text()))
+    assert order == ["x"] and "write then read" in steps.times
+    with pytest.raises(ConfigError, match="exit 3"):
+        steps.run("fails", [sys.executable, "-c", "raise SystemExit(3)"], lambda: order.append("not reached"))
+    assert order == ["x"]
