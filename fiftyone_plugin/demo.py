@@ -28,7 +28,7 @@ def build(dataset: str, annotations: str, predictions: str, chance: str | None, 
     ds, imported = import_benchmark("unified", annotations, dataset, overwrite=True, persistent=True)
     samples = None
     if lmms_output:
-        from lmms_tasks.results import find_samples
+        from stvg_plugin.formats.lmms_stvg_samples import find_samples
 
         found = find_samples(lmms_output, "stvg_synthetic")
         samples = found[-1] if found else None

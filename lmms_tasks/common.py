@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.formats.lmms_stvg_samples import DETAIL_METRIC  # the samples file's detail key: one home
 from stvg_plugin.prompts import STOCK_BOX_SCALE_TEXT, stock_question
 
 log = logging.getLogger("stvg.lmms")
@@ -407,9 +408,6 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- what lmms-eval records
-
-DETAIL_METRIC = "queries"
-
 
 def count_set(items: list[Any]) -> float:
     """Aggregation of the count metrics: how many samples recorded something (a failure, a missing file).

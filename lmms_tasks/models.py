@@ -110,24 +110,22 @@ class SpaceVLLM(_StvgGrounderModel):
     ``pretrained`` is a folder written by ``save_pretrained`` or a preset name (``spacevllm_tiny``: the
     seeded random tiny model, for smoke runs). Other keys are the model spec's runtime keys
     (``num_frames``, ``span_source``, ``relevance_threshold``, ``max_new_tokens``, ...) and, for a
-    preset, ``backbone_path`` / ``dtype``.
+    preset, ``backbone_path`` / ``dtype`` (the list: ``stvg_plugin.models.loading.SPACEVLLM_OPTION_KEYS``).
     """
 
-    SPEC_KEYS = ("num_frames", "span_source", "relevance_threshold", "max_new_tokens", "max_new_tokens_text_boxes",
-                 "backbone_path", "dtype", "video_backend", "allow_pickle", "trust_remote_code")
-
     def __init__(self, pretrained: str = "spacevllm_tiny", preset: str | None = None, **kwargs: Any) -> None:
-        from stvg_plugin.models import PRESETS, load_grounder
+        from stvg_plugin.models import PRESETS, ModelSpec, load_grounder
+        from stvg_plugin.models.loading import pop_options
 
-        spec = {k: kwargs.pop(k) for k in self.SPEC_KEYS if k in kwargs}
+        spec = pop_options("spacevllm", kwargs)
         super().__init__(**kwargs)
         path = Path(str(pretrained)).expanduser()
         if path.is_dir():
             if preset is not None:
                 spec["preset"] = preset
-            self.grounder = load_grounder(spec, checkpoint=str(path), device=self.device)
+            self.grounder = load_grounder(ModelSpec.from_config(spec, checkpoint=str(path), device=self.device))
         elif str(pretrained) in PRESETS:
-            self.grounder = load_grounder({"preset": str(pretrained), **spec}, device=self.device)
+            self.grounder = load_grounder(ModelSpec.from_config({"preset": str(pretrained), **spec}, device=self.device))
         else:
             raise StvgError(
                 f"spacevllm: pretrained={pretrained} is neither a saved model folder nor a preset ({', '.join(PRESETS)})"
@@ -140,15 +138,15 @@ class StvgPrompted(_StvgGrounderModel):
     ``DIR`` is a local checkpoint of a supported off-the-shelf video LLM (a family of
     ``stvg_plugin.models.families``: Qwen2.5-VL, Qwen3-VL, InternVL 3/3.5, LLaVA-OneVision / LLaVA-Video,
     picked from its ``model_type``), prompted with its family's grounding prompt (or ``recipe=NAME``)
-    and read by the core parser.
+    and read by the core parser. Its options: ``stvg_plugin.models.loading.PROMPTED_OPTION_KEYS``.
     """
 
-    GROUNDER_KEYS = ("num_frames", "sample_fps", "max_frames", "max_pixels", "max_new_tokens", "reuse_video_cache",
-                     "num_workers", "dtype", "allow_pickle", "recipe", "family")
-
     def __init__(self, pretrained: str, **kwargs: Any) -> None:
-        from stvg_plugin.models.prompted import PromptedGrounder
+        from stvg_plugin.models import ModelSpec, load_grounder
+        from stvg_plugin.models.loading import pop_options
 
-        options = {k: kwargs.pop(k) for k in self.GROUNDER_KEYS if k in kwargs}
+        options = pop_options("prompted", kwargs)
         super().__init__(**kwargs)
-        self.grounder = PromptedGrounder.from_pretrained(str(pretrained), device=self.device, **options)
+        self.grounder = load_grounder(
+            ModelSpec("prompted", {"type": "prompted", **options}, checkpoint=str(pretrained), device=self.device)
+        )

@@ -44,11 +44,12 @@ def test_failed_overwrite_keeps_the_old_dataset(fo_env, synth_ds, tmp_path) -> N
 
 
 def test_failure_while_adding_samples_keeps_the_old_dataset(fo_env, synth_ds, synth_dir, monkeypatch) -> None:
+    import fiftyone_plugin.importing as stvg_import
     import fiftyone_plugin.io as stvg_io
 
     name, before = synth_ds.name, gt_digest(synth_ds)
     calls = []
-    real = stvg_io.gt_sample
+    real = stvg_import.gt_sample
 
     def fail_on_second(*args, **kwargs):
         calls.append(1)
@@ -56,7 +57,7 @@ def test_failure_while_adding_samples_keeps_the_old_dataset(fo_env, synth_ds, sy
             raise OSError("disk full (injected)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stvg_io, "gt_sample", fail_on_second)
+    monkeypatch.setattr(stvg_import, "gt_sample", fail_on_second)
     with pytest.raises(OSError, match="injected"):
         stvg_io.import_benchmark("synth", synth_dir, name, overwrite=True, batch_size=1)
     assert len(calls) == 2

@@ -7,7 +7,9 @@ everything into the persistent FiftyOne dataset ``stvg-demo`` -> report (plots +
 
 Each step runs as its own process through the public commands (``stvg ...``, ``stvg lmms-eval``,
 ``python -m fiftyone_plugin.demo``) so the core never imports lmms-eval or FiftyOne, each step's
-config is saved beside its outputs, and a re-run overwrites rather than duplicates.
+config is saved beside its outputs, and a re-run overwrites rather than duplicates. Reading the
+lmms-eval samples back is the core's own format reader (:mod:`stvg_plugin.formats.lmms_stvg_samples`),
+called in-process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -33,17 +36,20 @@ def _stvg() -> list[str]:
 
 
 class _Steps:
-    """Runs numbered steps as subprocesses, printing a header and the wall time of each."""
+    """Runs numbered steps (subprocesses, or an in-process core call), printing a header and the wall time of each."""
 
     def __init__(self, total: int, env: dict[str, str]):
         self.total, self.n, self.env, self.times = total, 0, env, {}
 
-    def run(self, title: str, *cmds: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def run(self, title: str, *cmds: list[str] | Callable[[], None], extra_env: dict[str, str] | None = None) -> None:
         self.n += 1
         print(f"\n[{self.n}/{self.total}] {title}", flush=True)
         t0 = time.perf_counter()
         env = {**self.env, **(extra_env or {})}
         for cmd in cmds:
+            if callable(cmd):
+                cmd()
+                continue
             res = subprocess.run(cmd, env=env, check=False)
             if res.returncode != 0:
                 raise ConfigError(f"demo step '{title}' failed (exit {res.returncode}): {' '.join(cmd)}")
@@ -54,6 +60,16 @@ class _Steps:
 def _generator_overrides(options: dict) -> list[str]:
     """``stvg synth`` overrides for ``generate_synthetic`` keyword arguments."""
     return [f"generator.{k}={json.dumps(v)}" for k, v in options.items()]
+
+
+def _samples_to_predictions(lmms_dir: Path, task: str, preds: Path) -> None:
+    """The newest lmms-eval samples file of ``task`` as the predictions JSONL the next steps read."""
+    from stvg_plugin.formats.lmms_stvg_samples import newest_samples_to_predictions
+
+    written = newest_samples_to_predictions(lmms_dir, task, preds)
+    if written is None:
+        raise ConfigError(f"no *_samples_{task}.jsonl under {lmms_dir} (was --log_samples given?)")
+    print(f"wrote {written[1]} predictions from {written[0]} to {preds}", flush=True)
 
 
 def _metrics(summary_path: Path) -> dict[str, float]:
@@ -95,7 +111,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         "--model_args", f"pretrained={checkpoint}" + "".join(f",{k}={v}" for k, v in dict(cfg.get("lmms_model_args") or {}).items()),
         "--tasks", "stvg_synthetic", "--output_path", str(lmms_dir), "--log_samples",
         "--batch_size", "1", "--device", "cpu"],
-        [sys.executable, "-m", "lmms_tasks.results", str(lmms_dir), "stvg_synthetic", str(preds)],
+        lambda: _samples_to_predictions(lmms_dir, "stvg_synthetic", preds),
         extra_env={"STVG_SYNTHETIC_DIR": str(heldout_data)})
 
     heldout_ann = heldout_data / "annotations.jsonl"

@@ -10,15 +10,10 @@ Both answer a video's queries in batches of ``query_batch_size`` against its one
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Sequence
 
-import torch
-
-from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.data import GroundingPrediction, GroundingQuery
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding, VideoPrefix
-from stvg_plugin.models.presets import RUNTIME_KEYS, build_from_backbone, build_tiny_model, resolve_spec
 from stvg_plugin.util.progress import progress_bar
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
 
@@ -146,69 +141,3 @@ def to_annotation_space(pred: GroundingPrediction, q: GroundingQuery, width: int
                 q.video, width, height, q.width, q.height)
     return pred
 
-
-def load_grounder(
-    model_cfg: Mapping[str, Any] | str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
-) -> Grounder:
-    """Build a :class:`Grounder` from a preset name or spec dict.
-
-    * ``checkpoint``: a folder written by ``save_pretrained`` (safetensors; ``allow_pickle`` in the
-      spec to accept .bin/.pt); the spec's runtime keys (``num_frames``, ``span_source`` ...) apply.
-    * no checkpoint, spec with ``backbone_path``: pretrained base VLM + fresh queries/decoder.
-    * no checkpoint, tiny preset: the seeded random model (works with nothing downloaded).
-    """
-    if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "prompted":
-        return _load_prompted(model_cfg, checkpoint, device)
-    if isinstance(model_cfg, Mapping) and model_cfg.get("type") == "openai_compatible":
-        from stvg_plugin.models.served import load_served
-
-        return load_served(dict(model_cfg))
-    spec = resolve_spec(model_cfg)
-    if checkpoint is not None:
-        dtype = spec.get("dtype")
-        model = SpaceVLLMForGrounding.from_pretrained(
-            checkpoint,
-            allow_pickle=bool(spec.get("allow_pickle", False)),
-            trust_remote_code=bool(spec.get("trust_remote_code", False)),  # the caller's key, not the checkpoint's
-            dtype=getattr(torch, dtype) if dtype else None,
-        )
-        for key in RUNTIME_KEYS:
-            if key in spec and (isinstance(model_cfg, Mapping) and key in model_cfg):
-                setattr(model.config, key, spec[key])
-    elif spec.get("backbone_path"):
-        model = build_from_backbone(spec)
-    elif spec.get("size") == "tiny":
-        model = build_tiny_model(spec)
-    else:
-        raise StvgError(
-            f"model {spec.get('preset') or spec.get('name') or spec['backbone']!r} has no weights: pass a checkpoint "
-            "folder or set backbone_path to a local transformers checkpoint of the base VLM"
-        )
-    model.to(device)
-    return Grounder(model, video_backend=spec.get("video_backend", "auto"))
-
-
-_PROMPTED_KEYS = ("num_frames", "sample_fps", "max_frames", "frame_size", "max_pixels", "max_new_tokens", "style",
-                  "family", "recipe", "reuse_video_cache", "allow_pickle")
-
-
-def _load_prompted(spec: Mapping[str, Any], checkpoint: str | Path | None, device: str | torch.device):
-    """``{"type": "prompted", "family": NAME, "path": DIR, ...}``: an off-the-shelf VLM through the prompted
-    backend. ``family`` must match the checkpoint's ``model_type``; ``style`` (a family name or a mapping of
-    prompt fields) reaches the backend as a ``PromptStyle``; ``tiny: true`` without a path builds the
-    family's tiny random checkpoint (seed ``seed``) in a temporary folder, so nothing is downloaded."""
-    from stvg_plugin.models.prompted import PromptedGrounder, build_tiny_prompted
-
-    path = checkpoint or spec.get("path")
-    if not path and spec.get("tiny"):
-        import tempfile
-
-        family = str(spec.get("family") or "qwen2_5_vl")
-        path = build_tiny_prompted(Path(tempfile.mkdtemp(prefix=f"stvg_tiny_{family}_")), int(spec.get("seed", 0)),
-                                   family=family)
-    if not path:
-        raise StvgError("a prompted model needs a local checkpoint folder: pass checkpoint=PATH (or model.path=PATH)")
-    kwargs = {k: spec[k] for k in _PROMPTED_KEYS if spec.get(k) is not None}
-    if isinstance(kwargs.get("frame_size"), list):
-        kwargs["frame_size"] = tuple(kwargs["frame_size"])
-    return PromptedGrounder.from_pretrained(path, device=str(device), dtype=spec.get("dtype") or "auto", **kwargs)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from stvg_plugin.data import GroundingQuery, StvgError, atomic_write_text
+from stvg_plugin.data import GroundingQuery, atomic_write_text
 from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, expand_tasks
 from stvg_plugin.training.parts import PARTS, apply_lora, set_trainable, summarize
@@ -45,29 +45,11 @@ def enable_gradient_checkpointing(model: Any) -> None:
 
 
 def build_model(model_cfg: Mapping[str, Any] | str, init_checkpoint: str | Path | None = None) -> Any:
-    """The model to train: a saved checkpoint, a pretrained base VLM (``backbone_path``) or a tiny preset."""
-    from stvg_plugin.models import SpaceVLLMForGrounding
-    from stvg_plugin.models.presets import RUNTIME_KEYS, build_from_backbone, build_tiny_model, resolve_spec
+    """The model to train: a saved checkpoint, a pretrained base VLM (``backbone_path``) or a tiny preset
+    (the one loader, :func:`stvg_plugin.models.loading.load_model`, in its training mode)."""
+    from stvg_plugin.models.loading import ModelSpec, load_model
 
-    spec = resolve_spec(clean_spec(model_cfg))
-    if init_checkpoint is not None:
-        model = SpaceVLLMForGrounding.from_pretrained(
-            init_checkpoint,
-            allow_pickle=bool(spec.get("allow_pickle", False)),
-            trust_remote_code=bool(spec.get("trust_remote_code", False)),  # the caller's key, not the checkpoint's
-        )
-        for key in RUNTIME_KEYS:
-            if isinstance(model_cfg, Mapping) and model_cfg.get(key) is not None:
-                setattr(model.config, key, spec[key])
-        return model
-    if spec.get("backbone_path"):
-        return build_from_backbone(spec)
-    if spec.get("size") == "tiny":
-        model = build_tiny_model(spec)
-        # a tiny spec with a dtype is loaded like a 7B preset (bf16 weights): the precision tests use it
-        return model.cast_for_compute(getattr(torch, spec["dtype"])) if spec.get("dtype") else model
-    raise StvgError(f"model {spec.get('preset') or spec.get('backbone')!r} has no weights to start from: "
-                    "set model.backbone_path (a local base VLM) or init_checkpoint=DIR")
+    return load_model(ModelSpec.from_config(clean_spec(model_cfg), init_checkpoint), for_training=True)
 
 
 def prepare(
