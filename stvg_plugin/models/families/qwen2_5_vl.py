@@ -22,6 +22,7 @@ QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|
                  "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>", "<|object_ref_start|>",
                  "<|object_ref_end|>"]
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+QWEN_VIDEO = "<|vision_start|><|video_pad|><|vision_end|>"
 QWEN_HEADER = QWEN_SYSTEM + "<|im_start|>user\n"
 QWEN_FOOTER = "<|im_end|>\n<|im_start|>assistant\n"
 
@@ -69,7 +70,7 @@ def build_tiny(folder: str | Path, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    tok = byte_tokenizer(QWEN_SPECIALS, chat_template=chatml_template(QWEN_IMAGE, QWEN_SYSTEM))
+    tok = byte_tokenizer(QWEN_SPECIALS, chat_template=chatml_template(QWEN_IMAGE, QWEN_SYSTEM, QWEN_VIDEO))
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56})
     config = Qwen2_5_VLConfig(
