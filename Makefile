@@ -49,7 +49,8 @@ $(VISION_STAMP): $(VISION_REQ) $(STAMP)
 	$(VISION)/bin/pip install -q --disable-pip-version-check --no-deps -r $(VISION_REQ)
 	$(PY) -c "import sysconfig; print('import site; site.addsitedir(%r)' % sysconfig.get_paths()['purelib'])" \
 	  > "$$($(VISION_PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_stvg_main_venv.pth"
-	$(VISION_PY) -c "import torchvision.ops, fastapi, uvicorn, lmms_eval, stvg_plugin; from transformers.utils import is_serve_available; assert is_serve_available()"
+	$(VISION_PY) -c "import torchvision.ops, fastapi, uvicorn, lmms_eval, stvg_plugin, transformers.utils as u; \
+	  assert u.is_serve_available() and u.is_torchvision_available()"
 	@touch $(VISION_STAMP)
 
 # The `numerics` tests compare two computations of a model output to float rounding (tests/close.py).
