@@ -1,10 +1,9 @@
-"""A MINIMAL LOCAL OpenAI-compatible chat-completions server for tests -- not `transformers serve`.
+"""A MINIMAL LOCAL OpenAI-compatible chat-completions server for tests -- a stand-in, not `transformers serve`.
 
-Why not `transformers serve` (transformers 5.24): it needs FastAPI and Uvicorn (the
-``transformers[serving]`` extra), which the pinned environment does not have, and it loads models
-with ``AutoProcessor``, which for Qwen2.5-VL builds ``Qwen2VLVideoProcessor`` and so needs
-torchvision; the only torchvision 0.28.0 available here is a CUDA build that does not import with
-the CPU torch 2.13.0 (``operator torchvision::nms does not exist``).
+The real server is tested in test_served_transformers_serve.py (`transformers serve` in the side venv
+``.venv-vision/``, see tests/vision_venv.py). This stand-in stays for what a real server cannot be made
+to do on demand: answer 429 / 503, garbage, slow answers, or echo the API key, for the retry, error and
+key tests of test_served.py; and it runs in the main venv (no torchvision, no FastAPI needed).
 
 This server does what such a server does for one model, with the standard library: ``GET
 /v1/models``, ``POST /v1/chat/completions`` (non-streaming) with ``image_url`` data-URL content,

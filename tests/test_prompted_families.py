@@ -49,6 +49,30 @@ def test_checkpoint_is_native_and_loads_without_remote_code(family: str, ckpts: 
     assert type(grounder.model).__name__ == get_family(family).model_class
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_checkpoint_saves_the_in_process_generation_defaults(family: str, ckpts: dict[str, Path]):
+    """A server reads only generation_config.json (`transformers serve`, vLLM): the tiny checkpoint saves there
+    the end markers and suppressed vision placeholders that the in-process backend passes to generate(), so a
+    served random model decodes as the in-process one (tests/test_served_transformers_serve.py)."""
+    from transformers import GenerationConfig
+
+    saved = GenerationConfig.from_pretrained(ckpts[family], local_files_only=True)
+    grounder = PromptedGrounder.from_pretrained(ckpts[family], **GEN)
+    assert grounder._end_ids and grounder._suppress_ids
+    assert list(saved.eos_token_id) == grounder._end_ids and list(saved.suppress_tokens) == grounder._suppress_ids
+
+
+@pytest.mark.parametrize("family", ("qwen2_5_vl", "qwen3_vl"))
+def test_qwen_tiny_templates_render_a_video_item_as_the_released_ones(family: str, ckpts: dict[str, Path]):
+    """lmms-eval's stock Qwen models send the video whole: one video placeholder for the processor to expand."""
+    from stvg_plugin.models.families.qwen2_5_vl import QWEN_VIDEO
+
+    grounder = PromptedGrounder.from_pretrained(ckpts[family], **GEN)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "where?"}]}]
+    text = grounder.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text.count(QWEN_VIDEO) == 1 and text.index(QWEN_VIDEO) < text.index("where?")
+
+
 def _messages(style: PromptStyle, timestamps: list[float], query: str, duration: float) -> list[dict]:
     """The same request as chat messages: text items and one image item per frame, in order."""
     content: list[dict] = [{"type": "text", "text": f"The video has {len(timestamps)} sampled frames:\n"}]

@@ -1,8 +1,9 @@
-"""The OpenAI-compatible served backend against a real HTTP server on 127.0.0.1, started and stopped here.
+"""The OpenAI-compatible served backend against an HTTP server on 127.0.0.1, started and stopped here.
 
 The server is tests/served_reference.py: a MINIMAL LOCAL OpenAI-compatible server (standard library)
-serving the tiny random Qwen2.5-VL checkpoint through its processor and chat template, NOT
-`transformers serve` (why: see that module's docstring).
+serving the tiny random Qwen2.5-VL checkpoint through its processor and chat template, which can inject
+faults (429, 503, garbage, timeouts, an echoed key). The same backend against a real `transformers serve`
+is tested in test_served_transformers_serve.py.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|
                  "<|object_ref_end|>"]
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"  # around an image (also the model core's frames)
 QWEN_IMAGE = VISION_START + "<|image_pad|>" + VISION_END
+QWEN_VIDEO = VISION_START + "<|video_pad|>" + VISION_END
 QWEN_HEADER = QWEN_SYSTEM + "<|im_start|>user\n"
 QWEN_FOOTER = "<|im_end|>\n<|im_start|>assistant\n"
 
@@ -70,7 +71,7 @@ def build_tiny(folder: str | Path, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    tok = byte_tokenizer(QWEN_SPECIALS, chat_template=chatml_template(QWEN_IMAGE, QWEN_SYSTEM))
+    tok = byte_tokenizer(QWEN_SPECIALS, chat_template=chatml_template(QWEN_IMAGE, QWEN_SYSTEM, QWEN_VIDEO))
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56})
     config = Qwen2_5_VLConfig(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stvg_plugin.models.families import FamilySpec, register_family
 from stvg_plugin.models.families._tiny import byte_tokenizer, chatml_template, save_tiny, vocab_size
-from stvg_plugin.models.families.qwen2_5_vl import QWEN_FOOTER, QWEN_IMAGE, QWEN_SPECIALS, pixel_budget
+from stvg_plugin.models.families.qwen2_5_vl import QWEN_FOOTER, QWEN_IMAGE, QWEN_SPECIALS, QWEN_VIDEO, pixel_budget
 from stvg_plugin.prompts import FRAME_LABEL, PERMILLE, PromptStyle
 
 STYLE = PromptStyle(
@@ -32,7 +32,7 @@ def build_tiny(folder: str | Path, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    tok = byte_tokenizer(QWEN_SPECIALS, chat_template=chatml_template(QWEN_IMAGE))
+    tok = byte_tokenizer(QWEN_SPECIALS, chat_template=chatml_template(QWEN_IMAGE, video_placeholder=QWEN_VIDEO))
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64}, patch_size=16)
     config = Qwen3VLConfig(
