@@ -278,9 +278,13 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     if box_scale not in STOCK_BOX_SCALE_TEXT:
         raise TaskDataError(f"lmms_eval_specific_kwargs box_scale must be one of {sorted(STOCK_BOX_SCALE_TEXT)}, "
                             f"got {box_scale!r}")
-    text = stock_question(doc["task_type"], query=doc["query"], duration_s=doc["duration_s"], width=doc["width"],
-                          height=doc["height"], box_scale=box_scale)
     asked = {k: kw[k] for k in ("box_scale", "answer_frame", "max_pixels", "min_pixels") if kw.get(k) is not None}
+    # a model answering in pixels of its resized input (Qwen2.5-VL) is told that input's size, so the
+    # prompt asks for the very frame the scoring rescales from (the original size would contradict it)
+    processed = _processed_size(asked, int(doc["height"] or 0), int(doc["width"] or 0))
+    height, width = processed or (doc["height"], doc["width"])
+    text = stock_question(doc["task_type"], query=doc["query"], duration_s=doc["duration_s"], width=width,
+                          height=height, box_scale=box_scale)
     with _ASKED_LOCK:
         _ASKED[(str(doc.get("qid")), str(doc.get("video")))] = asked
     return f"{kw.get('pre_prompt', '')}{text}{kw.get('post_prompt', '')}"
@@ -291,13 +295,17 @@ def asked_coordinates(doc: dict, query: GroundingQuery) -> tuple[str, tuple[int,
     with _ASKED_LOCK:
         asked = dict(_ASKED.get((str(doc.get("qid")), str(doc.get("video"))), {}))
     box_scale = str(asked.get("box_scale") or "pixels")
-    processed = None
-    if asked.get("answer_frame") == "qwen2_5_vl" and query.width and query.height:
-        from stvg_plugin.models.families import get_family
+    return box_scale, _processed_size(asked, int(query.height or 0), int(query.width or 0))
 
-        processed = get_family("qwen2_5_vl").answer_frame_size(
-            int(query.height), int(query.width), max_pixels=asked.get("max_pixels"), min_pixels=asked.get("min_pixels"))
-    return box_scale, processed
+
+def _processed_size(asked: dict[str, Any], height: int, width: int) -> tuple[int, int] | None:
+    """(height, width) of the input a model answers its pixels in, when it is not the video's own."""
+    if asked.get("answer_frame") != "qwen2_5_vl" or not (height and width):
+        return None
+    from stvg_plugin.models.families import get_family
+
+    return get_family("qwen2_5_vl").answer_frame_size(
+        height, width, max_pixels=asked.get("max_pixels"), min_pixels=asked.get("min_pixels"))
 
 
 def doc_to_target(doc: dict) -> str:

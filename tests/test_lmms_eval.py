@@ -403,9 +403,11 @@ def test_qwen2_5_vl_answer_in_its_resized_pixels_is_rescaled(data: dict) -> None
 
     doc = _doc(data)
     kwargs = {"box_scale": "pixels", "answer_frame": "qwen2_5_vl", "max_pixels": 112 * 56}
-    doc_to_text(doc, kwargs)
+    prompt = doc_to_text(doc, kwargs)
     ph, pw = get_family("qwen2_5_vl").answer_frame_size(doc["height"], doc["width"], max_pixels=112 * 56)
     assert (ph, pw) != (doc["height"], doc["width"])  # the resize is real, so a wrong scale would score low
+    # the prompt names the frame the answer is scored in (Qwen2.5-VL's resized input), not the video's size
+    assert f"in pixels of the {pw}x{ph} frame" in prompt and f"{doc['width']}x{doc['height']}" not in prompt
     sx, sy = pw / doc["width"], ph / doc["height"]
     answer = _answer_as_prompted(json.loads(doc["record"]), doc["fps"], lambda b: [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy])
     out = process_results(doc, [answer])
