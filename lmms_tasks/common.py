@@ -384,9 +384,9 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
     sets ``error``; an unreadable answer scores 0 and sets ``parse_failed``. Thread-safe: no shared
     mutable state.
     """
-    from stvg_plugin.metrics import score_query
+    from stvg_plugin.metrics import default_protocol, score_query
 
-    protocol = doc.get("protocol") or "tubedetr"
+    protocol = doc.get("protocol") or default_protocol()
     names = metric_names(protocol)
     answer = results[0] if results else ""
     out: dict[str, Any] = {name: 0.0 for name in names}
