@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from stvg_plugin.adapters._common import BenchmarkError, SkippedEntry
+from stvg_plugin.adapters._common import BenchmarkError, EntryRunner, SkippedEntry, require_file
 from stvg_plugin.adapters.charades import read_charades_sta, write_charades_txt
 from stvg_plugin.adapters.hcstvg import read_hcstvg, write_hcstvg
 from stvg_plugin.adapters.registry import (
@@ -63,6 +63,7 @@ __all__ = [
     "BenchmarkError",
     "BenchmarkSpec",
     "DataSource",
+    "EntryRunner",
     "SkippedEntry",
     "benchmark_names",
     "benchmark_specs",
@@ -76,6 +77,7 @@ __all__ = [
     "read_vidstg",
     "read_vstar",
     "register_benchmark",
+    "require_file",
     "unregister_benchmark",
     "write_charades_txt",
     "write_hcstvg",

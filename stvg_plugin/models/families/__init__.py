@@ -5,7 +5,8 @@ A family (``qwen2_5_vl.py``, ``qwen3_vl.py``, ``internvl.py``, ``llava_onevision
 class, the prompt style (chat markers, per-frame placeholder, coordinate instruction), how frames
 and timestamps are given, the coordinate convention of its answers (with where it is documented),
 and a builder of a tiny random checkpoint for tests. Adding a family = adding one module here and
-its name to :data:`FAMILY_MODULES`.
+its name to :data:`FAMILY_MODULES` (or, outside the package, any module that calls
+:func:`register_family`), plus ``conf/model/prompted_<name>_tiny.yaml`` (docs/EXTENDING.md).
 
 Frames always go in as separate images, each labelled with its timestamp in the text ("Frame k at
 t s: <image>"): every family then sees the same frames with their times, and transformers' video
@@ -88,8 +89,17 @@ _REGISTRY: dict[str, FamilySpec] = {}
 
 
 def register_family(spec: FamilySpec) -> FamilySpec:
+    """Add ``spec`` (a taken name is an error: unregister it first); a module outside this package
+    registers its family on import (docs/EXTENDING.md)."""
+    if _REGISTRY.get(spec.name, spec) is not spec:
+        raise StvgError(f"model family {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister_family(name: str) -> None:
+    """Remove family ``name`` (tests, plugins that replace one)."""
+    _REGISTRY.pop(name, None)
 
 
 def _load_all() -> None:
