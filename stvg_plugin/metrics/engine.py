@@ -87,10 +87,10 @@ def _as_prediction(p: Any, n: int) -> GroundingPrediction:
 def _compact(p: GroundingPrediction, name: str, q: GroundingQuery, parse_text: bool) -> GroundingPrediction:
     """``p`` without the payload protocol ``name`` never reads for ``q`` (``p`` itself if nothing to drop).
 
-    What each scorer reads besides spans, boxes, ``parse_failed`` and ``error``: ``tvg`` - ``raw_text``
-    when parsing text (lmms-eval mode) or as the fallback without a usable span (``pred_seconds``);
-    ``rec`` - ``raw_text`` when there is no predicted box; ``vstar`` - ``extra["boxes_by_time"]`` and
-    ``extra["answer_temporal"]``. The STVG protocols and ``vue_stg`` read neither.
+    What a scorer reads besides spans, boxes, ``parse_failed`` and ``error`` is declared by its spec
+    (``ProtocolSpec.reads_text`` / ``extra_keys``): e.g. ``tvg`` reads ``raw_text`` when parsing text
+    or without a usable span, ``rec`` without a predicted box, ``vstar`` its answer extras; the STVG
+    protocols read neither.
     """
     text, extra = p.raw_text, p.extra
     if text is None and not extra:
