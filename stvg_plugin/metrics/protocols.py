@@ -16,9 +16,9 @@ from typing import Any
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
 
-# The built-in protocol modules, imported in this order the first time the registry is read, so
-# that the protocol list (error messages, the FiftyOne enum) has a stable order whatever was imported first.
-_BUILTIN_MODULES = ("stvg", "vue_stg", "vstar", "temporal", "rec")
+# The built-in protocol modules, imported the first time the registry is read; their protocols are
+# listed in this order (error messages, the FiftyOne enum) whatever was imported first.
+_BUILTIN_MODULES = tuple(f"stvg_plugin.metrics.{m}" for m in ("stvg", "vue_stg", "vstar", "temporal", "rec"))
 
 
 class MetricsError(StvgError, ValueError):
@@ -89,7 +89,12 @@ def _load_builtins() -> None:
     if not _builtins_loaded:
         _builtins_loaded = True
         for module in _BUILTIN_MODULES:
-            importlib.import_module(f"stvg_plugin.metrics.{module}")
+            importlib.import_module(module)
+
+
+def _rank(spec: ProtocolSpec) -> int:
+    module = getattr(spec.score, "__module__", None)
+    return _BUILTIN_MODULES.index(module) if module in _BUILTIN_MODULES else len(_BUILTIN_MODULES)
 
 
 def register_protocol(spec: ProtocolSpec) -> ProtocolSpec:
@@ -106,9 +111,9 @@ def unregister_protocol(name: str) -> None:
 
 
 def protocol_names() -> tuple[str, ...]:
-    """Every registered protocol, built-ins first in their documented order."""
+    """Every registered protocol, built-ins first in their documented order, then the others as registered."""
     _load_builtins()
-    return tuple(_REGISTRY)
+    return tuple(spec.name for spec in sorted(_REGISTRY.values(), key=_rank))
 
 
 def get_protocol(name: str) -> ProtocolSpec:
@@ -124,7 +129,7 @@ def default_protocol(task: str = "stvg") -> str:
     """The protocol that scores a query of ``task`` when none is named (an unknown task: the STVG default)."""
     _load_builtins()
     fallback = None
-    for spec in _REGISTRY.values():
+    for spec in sorted(_REGISTRY.values(), key=_rank):
         if task in spec.default_for:
             return spec.name
         if fallback is None and "stvg" in spec.default_for:
