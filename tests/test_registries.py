@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,29 @@ def test_unknown_protocol_is_one_clear_error() -> None:
         evaluate([], [], protocol="tubedeter")
     with pytest.raises(MetricsError, match="unknown protocol"):
         get_protocol("")
+
+
+def test_a_taken_name_is_refused_and_the_same_spec_again_is_a_no_op() -> None:
+    from stvg_plugin.adapters import BenchmarkError, register_benchmark
+    from stvg_plugin.metrics import ProtocolSpec, register_protocol
+
+    tubedetr = get_protocol("tubedetr")
+    assert register_protocol(tubedetr) is tubedetr and protocol_names().count("tubedetr") == 1
+    with pytest.raises(MetricsError, match="protocol 'tubedetr' is already registered"):
+        register_protocol(ProtocolSpec("tubedetr", tubedetr.score, tubedetr.metric_names))
+    with pytest.raises(BenchmarkError, match="benchmark 'vstar' is already registered"):
+        register_benchmark(replace(get_benchmark("vstar"), protocol="tvg"))
+    assert default_protocol("vstar") == "vstar"
+
+
+@pytest.mark.parametrize("first", ["stvg_plugin.metrics.rec", "stvg_plugin.adapters.unified",
+                                   "stvg_plugin.models.families.llava_onevision"])
+def test_listing_order_does_not_depend_on_what_was_imported_first(first: str) -> None:
+    code = (f"import {first}\n"
+            "from stvg_plugin.metrics import protocol_names\n"
+            "from stvg_plugin.adapters import benchmark_names\n"
+            "from stvg_plugin.models.families import family_names\n"
+            "print([list(protocol_names()), list(benchmark_names()), list(family_names())])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == str([list(PROTOCOLS), list(BENCHMARKS), list(family_names())])
+    assert list(family_names()) == ["qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision"]

@@ -16,8 +16,10 @@ from typing import Any
 
 from stvg_plugin.adapters._common import BenchmarkError
 from stvg_plugin.data import GroundingQuery
+from stvg_plugin.util.registry import Registry
 
-# The built-in reader modules, in the order the benchmarks are listed (``BENCHMARKS``, messages).
+# The built-in reader modules, imported on the first lookup, in the order the benchmarks are listed
+# (``BENCHMARKS``, messages).
 _BUILTIN_MODULES = tuple(
     f"stvg_plugin.adapters.{m}" for m in ("hcstvg", "vidstg", "charades", "vstar", "unified")
 )
@@ -65,7 +67,9 @@ class BenchmarkSpec:
     needs_one_option: str | None = None
 
 
-_REGISTRY: dict[str, BenchmarkSpec] = {}
+_BENCHMARKS: Registry[BenchmarkSpec] = Registry(
+    "benchmark", BenchmarkError, _BUILTIN_MODULES, origin=lambda spec: getattr(spec.reader, "__module__", None)
+)
 
 
 def canonical_name(name: str) -> str:
@@ -73,37 +77,19 @@ def canonical_name(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
-def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
-    """Add ``spec`` (a taken name is an error: unregister it first)."""
-    if _REGISTRY.get(spec.name, spec) is not spec:
-        raise BenchmarkError(f"benchmark {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+register_benchmark = _BENCHMARKS.register
+benchmark_specs = _BENCHMARKS.specs  # built-ins first in their documented order, then the others as registered
+benchmark_names = _BENCHMARKS.names
 
 
 def unregister_benchmark(name: str) -> None:
     """Remove benchmark ``name`` (tests, plugins that replace one)."""
-    _REGISTRY.pop(canonical_name(name), None)
-
-
-def _rank(spec: BenchmarkSpec) -> int:
-    module = getattr(spec.reader, "__module__", None)
-    return _BUILTIN_MODULES.index(module) if module in _BUILTIN_MODULES else len(_BUILTIN_MODULES)
-
-
-def benchmark_specs() -> list[BenchmarkSpec]:
-    """Every registered benchmark: the built-ins in their documented order, then the others as registered."""
-    return sorted(_REGISTRY.values(), key=_rank)
-
-
-def benchmark_names() -> tuple[str, ...]:
-    """The names :func:`get_benchmark` accepts (also those registered after import)."""
-    return tuple(spec.name for spec in benchmark_specs())
+    _BENCHMARKS.unregister(canonical_name(name))
 
 
 def get_benchmark(name: str) -> BenchmarkSpec:
     """The spec of benchmark ``name`` (case and ``-`` / ``_`` ignored); unknown: one line listing the known ones."""
-    spec = _REGISTRY.get(canonical_name(name))
+    spec = _BENCHMARKS.lookup(canonical_name(name))
     if spec is None:
         raise BenchmarkError(f"unknown benchmark {name!r}; known: {', '.join(benchmark_names())}")
     return spec

@@ -9,15 +9,15 @@ names. :func:`default_protocol` is the one answer to "which protocol when none i
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.util.registry import Registry
 
 # The built-in protocol modules, imported the first time the registry is read; their protocols are
-# listed in this order (error messages, the FiftyOne enum) whatever was imported first.
+# listed in this order (error messages, the FiftyOne enum).
 _BUILTIN_MODULES = tuple(f"stvg_plugin.metrics.{m}" for m in ("stvg", "vue_stg", "vstar", "temporal", "rec"))
 
 
@@ -80,46 +80,17 @@ class ProtocolSpec:
     group_summary: Callable[[list[dict], ScoringContext], dict[str, Any]] | None = None
 
 
-_REGISTRY: dict[str, ProtocolSpec] = {}
-_builtins_loaded = False
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
-
-
-def _rank(spec: ProtocolSpec) -> int:
-    module = getattr(spec.score, "__module__", None)
-    return _BUILTIN_MODULES.index(module) if module in _BUILTIN_MODULES else len(_BUILTIN_MODULES)
-
-
-def register_protocol(spec: ProtocolSpec) -> ProtocolSpec:
-    """Add ``spec`` under ``spec.name`` (a taken name is an error: unregister it first)."""
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise MetricsError(f"protocol {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def unregister_protocol(name: str) -> None:
-    """Remove protocol ``name`` (tests, plugins that replace one)."""
-    _REGISTRY.pop(name, None)
-
-
-def protocol_names() -> tuple[str, ...]:
-    """Every registered protocol, built-ins first in their documented order, then the others as registered."""
-    _load_builtins()
-    return tuple(spec.name for spec in sorted(_REGISTRY.values(), key=_rank))
+_PROTOCOLS: Registry[ProtocolSpec] = Registry(
+    "protocol", MetricsError, _BUILTIN_MODULES, origin=lambda spec: getattr(spec.score, "__module__", None)
+)
+register_protocol = _PROTOCOLS.register
+unregister_protocol = _PROTOCOLS.unregister
+protocol_names = _PROTOCOLS.names  # built-ins first in their documented order, then the others as registered
 
 
 def get_protocol(name: str) -> ProtocolSpec:
     """The spec of protocol ``name``; an unknown name raises :class:`MetricsError` listing the known ones."""
-    _load_builtins()
-    spec = _REGISTRY.get(name)
+    spec = _PROTOCOLS.lookup(name)
     if spec is None:
         raise MetricsError(f"unknown protocol {name!r}; choose one of {protocol_names() + ('auto',)}")
     return spec
@@ -127,13 +98,11 @@ def get_protocol(name: str) -> ProtocolSpec:
 
 def default_protocol(task: str = "stvg") -> str:
     """The protocol that scores a query of ``task`` when none is named (an unknown task: the STVG default)."""
-    _load_builtins()
-    fallback = None
-    for spec in sorted(_REGISTRY.values(), key=_rank):
+    specs = _PROTOCOLS.specs()
+    for spec in specs:
         if task in spec.default_for:
             return spec.name
-        if fallback is None and "stvg" in spec.default_for:
-            fallback = spec.name
-    if fallback is None:
-        raise MetricsError("no protocol is registered as the default for stvg queries")
-    return fallback
+    for spec in specs:
+        if "stvg" in spec.default_for:
+            return spec.name
+    raise MetricsError("no protocol is registered as the default for stvg queries")

@@ -15,7 +15,6 @@ processors (which need torchvision, absent here) are never used.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from stvg_plugin.data import StvgError
 from stvg_plugin.prompts import PromptStyle
+from stvg_plugin.util.registry import Registry
 
 FAMILY_MODULES = ("qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision")
 
@@ -85,41 +85,21 @@ def _image_only(cls: type) -> type:
     return _IMAGE_ONLY[cls]
 
 
-_REGISTRY: dict[str, FamilySpec] = {}
-
-
-def register_family(spec: FamilySpec) -> FamilySpec:
-    """Add ``spec`` (a taken name is an error: unregister it first); a module outside this package
-    registers its family on import (docs/EXTENDING.md)."""
-    if _REGISTRY.get(spec.name, spec) is not spec:
-        raise StvgError(f"model family {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def unregister_family(name: str) -> None:
-    """Remove family ``name`` (tests, plugins that replace one)."""
-    _REGISTRY.pop(name, None)
-
-
-def _load_all() -> None:
-    for name in FAMILY_MODULES:
-        if name not in _REGISTRY:
-            importlib.import_module(f"{__name__}.{name}")
-
-
-def family_names() -> tuple[str, ...]:
-    _load_all()
-    return tuple(_REGISTRY)
+_FAMILIES: Registry[FamilySpec] = Registry(  # a built-in family's module is named after it
+    "model family", StvgError, tuple(f"{__name__}.{name}" for name in FAMILY_MODULES),
+    origin=lambda spec: f"{__name__}.{spec.name}",
+)
+register_family = _FAMILIES.register  # also from a module outside this package (docs/EXTENDING.md)
+unregister_family = _FAMILIES.unregister
+family_names = _FAMILIES.names
 
 
 def get_family(name: str) -> FamilySpec:
     """The family called ``name``; a clear error lists the known ones."""
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise StvgError(f"unknown model family {name!r}; known: {sorted(_REGISTRY)}") from None
+    spec = _FAMILIES.lookup(name)
+    if spec is None:
+        raise StvgError(f"unknown model family {name!r}; known: {sorted(family_names())}")
+    return spec
 
 
 #: model types of remote-code releases of supported families, and what to load instead
@@ -132,11 +112,11 @@ REMOTE_CODE_FORMATS = {
 
 def family_for_model_type(model_type: str, path: Any = None) -> FamilySpec:
     """The family that accepts a checkpoint's ``config.model_type``."""
-    _load_all()
-    for spec in _REGISTRY.values():
+    specs = _FAMILIES.specs()
+    for spec in specs:
         if model_type in spec.model_types:
             return spec
-    accepted = sorted(t for s in _REGISTRY.values() for t in s.model_types)
+    accepted = sorted(t for s in specs for t in s.model_types)
     where = f"{path}: " if path is not None else ""
     hint = f" ({REMOTE_CODE_FORMATS[model_type]})" if model_type in REMOTE_CODE_FORMATS else ""
     raise StvgError(f"{where}model_type {model_type!r} is not supported by the prompted backend{hint} "
