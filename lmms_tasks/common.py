@@ -89,7 +89,7 @@ def resolve_source(task: str) -> tuple[Path, Path | None, dict[str, Any]]:
     kwargs: dict[str, Any] = {}
     for key, var in src.options_env.items():
         if os.environ.get(var, "").strip():
-            kwargs[key] = str(_env_path(var, task, key, "dir" if key == "vidor_dir" else "file"))
+            kwargs[key] = str(_env_path(var, task, key, "dir" if key in src.dir_options else "file"))
     spec = get_benchmark(TASK_SOURCES[task].benchmark)
     if spec.needs_one_option and not kwargs:
         raise TaskDataError(f"{task}: {spec.needs_one_option}")
@@ -176,13 +176,13 @@ def load_docs(task: str, dataset: Any = None) -> Any:
     return datasets.Dataset.from_list([query_to_doc(q, src.benchmark, protocol) for q in queries])
 
 
-process_docs_hcstvg_v1 = partial(load_docs, "stvg_hcstvg_v1")
-process_docs_hcstvg_v2 = partial(load_docs, "stvg_hcstvg_v2")
-process_docs_vidstg_declarative = partial(load_docs, "stvg_vidstg_declarative")
-process_docs_vidstg_interrogative = partial(load_docs, "stvg_vidstg_interrogative")
-process_docs_charades_sta = partial(load_docs, "stvg_charades_sta")
-process_docs_vstar = partial(load_docs, "stvg_vstar")
-process_docs_synthetic = partial(load_docs, "stvg_synthetic")
+def __getattr__(name: str) -> Any:
+    """``process_docs_<task without the stvg_ prefix>`` (what each task YAML names) for every registered task,
+    so a benchmark added to the registry needs no line here."""
+    task = "stvg_" + name.removeprefix("process_docs_")
+    if name.startswith("process_docs_") and task in TASK_SOURCES:
+        return partial(load_docs, task)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def query_from_doc(doc: dict) -> GroundingQuery:

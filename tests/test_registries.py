@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -104,8 +105,15 @@ def test_lmms_task_yamls_are_the_registered_tasks() -> None:
             tasks[cfg["task"]] = cfg
     assert sorted(tasks) == sorted(TASK_SOURCES)
     assert groups == TASK_GROUPS
+    import lmms_tasks.common
+
     for task, src in TASK_SOURCES.items():
         assert src.benchmark in BENCHMARKS and src.source in get_benchmark(src.benchmark).sources, task
+        module, function = tasks[task]["process_docs"].rsplit(".", 1)
+        process_docs = getattr(importlib.import_module(module), function)
+        assert process_docs.func is lmms_tasks.common.load_docs and process_docs.args == (task,), task
+    with pytest.raises(AttributeError, match="process_docs_kinetics"):
+        lmms_tasks.common.process_docs_kinetics  # noqa: B018
 
 
 def test_benchmark_default_protocols_come_from_the_task_default() -> None:

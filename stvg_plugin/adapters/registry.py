@@ -33,7 +33,7 @@ class DataSource:
 
     ``name`` is the ``conf/data/<name>.yaml`` file; ``annotations_env`` names the annotation file, or
     a folder holding ``annotations_file`` when that is set; ``options_env`` maps extra reader
-    keywords to the variables that give them; ``lmms_tasks`` maps each lmms-eval task reading this
+    keywords to the variables that give them (a file each, a folder for those in ``dir_options``); ``lmms_tasks`` maps each lmms-eval task reading this
     source to the ``qtype`` it keeps (None: all), grouped as ``lmms_group`` when set; ``what`` names
     the file in error messages.
     """
@@ -43,6 +43,7 @@ class DataSource:
     videos_env: str | None = None
     annotations_file: str | None = None
     options_env: Mapping[str, str] = field(default_factory=dict)
+    dir_options: tuple[str, ...] = ()
     lmms_tasks: Mapping[str, str | None] = field(default_factory=dict)
     lmms_group: str | None = None
     what: str = "annotation file"

@@ -259,6 +259,7 @@ register_benchmark(BenchmarkSpec(
         DataSource(
             "vidstg", "STVG_VIDSTG_ANNOTATIONS", "STVG_VIDSTG_VIDEOS",
             options_env={"trajectories": "STVG_VIDSTG_TRAJECTORIES", "vidor_dir": "STVG_VIDSTG_VIDOR_DIR"},
+            dir_options=("vidor_dir",),
             lmms_tasks={"stvg_vidstg_declarative": "declarative", "stvg_vidstg_interrogative": "interrogative"},
             lmms_group="stvg_vidstg", what="VidSTG test_annotations.json",
         ),
