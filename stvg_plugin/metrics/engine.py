@@ -131,11 +131,23 @@ def _validate(
             raise MetricsError(f"thresholds must be numbers in [0, 1], got {t!r}")
 
 
-def _resolve(protocol: str, q: GroundingQuery) -> str:
-    name = default_protocol(q.task) if protocol == AUTO else protocol
-    if q.task not in get_protocol(name).tasks:
-        raise AnnotationError(f"protocol {name!r} cannot score a {q.task!r} query", entry=f"qid {q.qid}")
+def _task_protocol(task: str, cache: dict[str, str]) -> str:
+    """:func:`default_protocol` of ``task``, looked up once per task and run."""
+    name = cache.get(task)
+    if name is None:
+        name = cache[task] = default_protocol(task)
     return name
+
+
+def _resolve(protocol: str, q: GroundingQuery, cache: dict[str, tuple[str, bool]]) -> str:
+    """The protocol that scores ``q`` (under "auto" its task's default), checked once per task and run."""
+    found = cache.get(q.task)
+    if found is None:
+        name = default_protocol(q.task) if protocol == AUTO else protocol
+        found = cache[q.task] = (name, q.task in get_protocol(name).tasks)
+    if not found[1]:
+        raise AnnotationError(f"protocol {found[0]!r} cannot score a {q.task!r} query", entry=f"qid {q.qid}")
+    return found[0]
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -212,6 +224,7 @@ def _evaluate(
             index[q.qid] = i
     # streamed: only the first prediction per known qid is kept, compacted to what scoring reads
     preds: list[GroundingPrediction | None] = [None] * len(queries)
+    task_protocols: dict[str, str] = {}  # protocol="auto": each task's default
     unknown: list[str] = []
     num_unknown = num_duplicates = 0
     for n, raw in enumerate(predictions):
@@ -227,13 +240,14 @@ def _evaluate(
             preds[i] = p
         else:
             q = queries[i]
-            name = protocol if protocol != AUTO else default_protocol(q.task)
+            name = protocol if protocol != AUTO else _task_protocol(q.task, task_protocols)
             preds[i] = _compact(p, name, q, lmms_compat)
 
     if protocol != AUTO and {q.task for q in queries} <= set(get_protocol(protocol).tasks):
         names = [protocol] * len(queries)  # every query is scorable: no per-query resolution needed
     else:
-        names = [_resolve(protocol, q) for q in queries]
+        checked: dict[str, tuple[str, bool]] = {}
+        names = [_resolve(protocol, q, checked) for q in queries]
     groups: dict[str, list[int]] = {}
     if len(set(names)) == 1:
         groups[names[0]] = list(range(len(names)))
