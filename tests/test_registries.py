@@ -47,6 +47,10 @@ def test_every_spacevllm_conf_is_the_preset_of_its_name_and_every_preset_has_one
     spacevllm = {name: cfg for name, cfg in _conf("model").items() if cfg.get("type") == "spacevllm"}
     assert {name: cfg["preset"] for name, cfg in spacevllm.items()} == {name: name for name in spacevllm}
     assert sorted(PRESETS) == sorted(spacevllm)
+    for name, cfg in spacevllm.items():  # a value a conf sets restates its preset's, never contradicts it
+        preset = resolve_spec(name)
+        assert {k: v for k, v in cfg.items() if v is not None and "${" not in str(v) and k in preset} == {
+            k: preset[k] for k, v in cfg.items() if v is not None and "${" not in str(v) and k in preset}, name
 
 
 def test_every_prompted_conf_names_a_registered_family_and_every_family_has_a_tiny_one() -> None:
