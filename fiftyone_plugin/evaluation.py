@@ -24,6 +24,8 @@ from typing import Any
 
 import fiftyone.core.evaluation as foe
 
+from stvg_plugin.metrics import default_protocol
+
 METHOD = "stvg"
 SAMPLE_METRICS = ("tIoU", "vIoU", "category")
 
@@ -45,7 +47,7 @@ class StvgEvaluationConfig(foe.EvaluationMethodConfig):
         self,
         pred_field: str,
         gt_field: str = "gt",
-        protocol: str = "tubedetr",
+        protocol: str | None = None,
         tiou_thresh: float = 0.5,
         viou_thresh: float = 0.3,
         box_eval: bool = True,
@@ -55,7 +57,7 @@ class StvgEvaluationConfig(foe.EvaluationMethodConfig):
         super().__init__(**kwargs)
         self.pred_field = pred_field
         self.gt_field = gt_field
-        self.protocol = protocol
+        self.protocol = protocol or default_protocol()
         self.tiou_thresh = tiou_thresh
         self.viou_thresh = viou_thresh
         self.box_eval = box_eval

@@ -185,14 +185,14 @@ class EvaluateGrounding(foo.Operator):
         )
 
     def resolve_input(self, ctx) -> types.Property:
-        from stvg_plugin.metrics import PROTOCOLS
+        from stvg_plugin.metrics import protocol_names
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Evaluate")
         inputs.str("pred_field", required=False, label="Prediction field (required)")
         inputs.str("eval_key", required=False, label="Evaluation key (default: the prediction field)")
         _gt_input(inputs)
-        inputs.enum("protocol", list(PROTOCOLS), required=False, label="Protocol (default: the benchmark's)")
+        inputs.enum("protocol", list(protocol_names()), required=False, label="Protocol (default: the benchmark's)")
         inputs.float("tiou_thresh", default=0.5, required=False, label="Temporal hit: tIoU >=")
         inputs.float("viou_thresh", default=0.3, required=False, label="Spatial hit: vIoU >")
         inputs.bool("box_eval", default=True, required=False, label="Also run FiftyOne evaluate_detections on frames")

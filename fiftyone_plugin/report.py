@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from stvg_plugin.metrics import default_protocol
 from stvg_plugin.viz.report import write_report
 
 
@@ -16,4 +17,4 @@ def write_dataset_report(view: Any, out_dir: str | os.PathLike, *, pred_field: s
 
     info = view._dataset.info.get("stvg") or {}
     return write_report(queries_from_view(view, gt_field), out_dir, predictions_from_view(view, pred_field),
-                        protocol=protocol or info.get("protocol", "tubedetr"), **kwargs)
+                        protocol=protocol or info.get("protocol") or default_protocol(), **kwargs)

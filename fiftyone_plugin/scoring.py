@@ -59,7 +59,7 @@ def evaluate_grounding(
     per-query rows, ``delete_evaluation(k)`` removes every field above. Re-running a key replaces it.
     """
     from fiftyone_plugin.evaluation import StvgEvaluationConfig, StvgEvaluationResults
-    from stvg_plugin.metrics import evaluate
+    from stvg_plugin.metrics import default_protocol, evaluate
 
     check_name(pred_field, "prediction field")
     g = GtFields(check_name(gt_field, "ground-truth field"))
@@ -73,7 +73,7 @@ def evaluate_grounding(
         raise FieldError(f"no predictions '{pred_field}' on this dataset (expected field {pf.meta!r})")
     if g.queries not in schema:
         raise FieldError(f"no ground truth '{gt_field}' on this dataset (expected field {g.queries!r})")
-    protocol = protocol or _info(ds).get("protocol") or "tubedetr"
+    protocol = protocol or _info(ds).get("protocol") or default_protocol()
 
     queries = queries_from_view(view, g.base)
     result = evaluate(queries, predictions_from_view(view, pred_field), protocol=protocol)

@@ -4,7 +4,7 @@ Why one module: lmms-eval executes a task folder's ``utils.py`` once per tag as 
 module, so the logic lives here, is imported once, and keeps no mutable state except a load cache.
 
 * Data: each task reads its benchmark's **native** annotation file named by an environment
-  variable (:data:`TASK_SOURCES`) through :func:`stvg_plugin.adapters.load_benchmark`. The YAML
+  variable (:data:`TASK_SOURCES`, derived from the benchmark registry) through :func:`stvg_plugin.adapters.load_benchmark`. The YAML
   loads a one-row placeholder JSONL (so lmms-eval's dataset step stays local) and
   ``process_docs`` replaces it with one doc per query, carrying the whole unified record.
 * Scoring: ``process_results`` rebuilds the query and the prediction and calls
@@ -20,11 +20,12 @@ import math
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from stvg_plugin.adapters.registry import DataSource, benchmark_specs, get_benchmark
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
 from stvg_plugin.formats.lmms_stvg_samples import DETAIL_METRIC  # the samples file's detail key: one home
 from stvg_plugin.prompts import STOCK_BOX_SCALE_TEXT, stock_question
@@ -40,57 +41,26 @@ class TaskDataError(StvgError, ValueError):
 
 @dataclass(frozen=True)
 class TaskSource:
-    """Where one lmms-eval task finds its native annotations and videos.
-
-    ``annotations_env`` names a file, or a folder holding ``annotations_file`` when that is set;
-    ``options_env`` maps extra :func:`load_benchmark` keywords to the variables that give them.
-    """
+    """One lmms-eval task: its benchmark, the data source it reads and the ``qtype`` it keeps (None: all)."""
 
     benchmark: str
-    annotations_env: str
-    videos_env: str | None = None
-    annotations_file: str | None = None
-    options_env: dict[str, str] = field(default_factory=dict)
+    source: DataSource
     qtype: str | None = None
-    what: str = "annotation file"
 
 
-TASK_SOURCES: dict[str, TaskSource] = {
-    "stvg_hcstvg_v1": TaskSource(
-        "hcstvg_v1", "STVG_HCSTVG_V1_ANNOTATIONS", "STVG_HCSTVG_V1_VIDEOS", what="HC-STVG v1 test.json"
-    ),
-    "stvg_hcstvg_v2": TaskSource(
-        "hcstvg_v2",
-        "STVG_HCSTVG_V2_ANNOTATIONS",
-        "STVG_HCSTVG_V2_VIDEOS",
-        options_env={"video_parts": "STVG_HCSTVG_V2_VIDEO_PARTS"},
-        what="HC-STVG v2 valv2.json",
-    ),
-    "stvg_vidstg_declarative": TaskSource(
-        "vidstg",
-        "STVG_VIDSTG_ANNOTATIONS",
-        "STVG_VIDSTG_VIDEOS",
-        options_env={"trajectories": "STVG_VIDSTG_TRAJECTORIES", "vidor_dir": "STVG_VIDSTG_VIDOR_DIR"},
-        qtype="declarative",
-        what="VidSTG test_annotations.json",
-    ),
-    "stvg_vidstg_interrogative": TaskSource(
-        "vidstg",
-        "STVG_VIDSTG_ANNOTATIONS",
-        "STVG_VIDSTG_VIDEOS",
-        options_env={"trajectories": "STVG_VIDSTG_TRAJECTORIES", "vidor_dir": "STVG_VIDSTG_VIDOR_DIR"},
-        qtype="interrogative",
-        what="VidSTG test_annotations.json",
-    ),
-    "stvg_charades_sta": TaskSource(
-        "charades_sta", "STVG_CHARADES_STA_ANNOTATIONS", "STVG_CHARADES_STA_VIDEOS", what="charades_sta_test.txt"
-    ),
-    "stvg_vstar": TaskSource("vstar", "STVG_VSTAR_ANNOTATIONS", "STVG_VSTAR_VIDEOS", what="V_STaR_test.json"),
-    "stvg_synthetic": TaskSource(
-        "unified", "STVG_SYNTHETIC_DIR", annotations_file="annotations.jsonl", what="folder written by `stvg synth`"
-    ),
-}
-TASK_GROUPS: dict[str, tuple[str, ...]] = {"stvg_vidstg": ("stvg_vidstg_declarative", "stvg_vidstg_interrogative")}
+def _task_sources() -> tuple[dict[str, TaskSource], dict[str, tuple[str, ...]]]:
+    """The ``stvg_*`` tasks and groups the benchmark registry declares (``DataSource.lmms_tasks``)."""
+    tasks: dict[str, TaskSource] = {}
+    groups: dict[str, tuple[str, ...]] = {}
+    for spec in benchmark_specs():
+        for src in spec.sources:
+            tasks.update({task: TaskSource(spec.name, src, qtype) for task, qtype in src.lmms_tasks.items()})
+            if src.lmms_group:
+                groups[src.lmms_group] = tuple(src.lmms_tasks)
+    return tasks, groups
+
+
+TASK_SOURCES, TASK_GROUPS = _task_sources()
 ON_ERROR_ENV = "STVG_LMMS_ON_ERROR"
 
 
@@ -107,7 +77,7 @@ def _env_path(var: str, task: str, what: str, kind: str) -> Path:
 
 def resolve_source(task: str) -> tuple[Path, Path | None, dict[str, Any]]:
     """``(annotations file, video folder or None, load_benchmark keywords)`` for ``task``, checked."""
-    src = TASK_SOURCES[task]
+    src = TASK_SOURCES[task].source
     if src.annotations_file:
         folder = _env_path(src.annotations_env, task, src.what, "dir")
         annotations = folder / src.annotations_file
@@ -121,14 +91,11 @@ def resolve_source(task: str) -> tuple[Path, Path | None, dict[str, Any]]:
     kwargs: dict[str, Any] = {}
     for key, var in src.options_env.items():
         if os.environ.get(var, "").strip():
-            kwargs[key] = str(_env_path(var, task, key, "dir" if key == "vidor_dir" else "file"))
-    if src.benchmark == "vidstg" and not kwargs:
-        raise TaskDataError(
-            f"{task}: VidSTG boxes need STVG_VIDSTG_TRAJECTORIES (TubeDETR trajectories file) "
-            "or STVG_VIDSTG_VIDOR_DIR (VidOR annotation folder)"
-        )
-    if src.benchmark == "charades_sta":
-        kwargs["probe"] = True  # fps / frame count / size come from the videos, not the .txt
+            kwargs[key] = str(_env_path(var, task, key, "dir" if key in src.dir_options else "file"))
+    spec = get_benchmark(TASK_SOURCES[task].benchmark)
+    if spec.needs_one_option and not kwargs:
+        raise TaskDataError(f"{task}: {spec.needs_one_option}")
+    kwargs.update(spec.task_options)
     on_error = os.environ.get(ON_ERROR_ENV, "raise").strip() or "raise"
     kwargs["on_error"] = on_error
     return annotations, videos, kwargs
@@ -211,13 +178,13 @@ def load_docs(task: str, dataset: Any = None) -> Any:
     return datasets.Dataset.from_list([query_to_doc(q, src.benchmark, protocol) for q in queries])
 
 
-process_docs_hcstvg_v1 = partial(load_docs, "stvg_hcstvg_v1")
-process_docs_hcstvg_v2 = partial(load_docs, "stvg_hcstvg_v2")
-process_docs_vidstg_declarative = partial(load_docs, "stvg_vidstg_declarative")
-process_docs_vidstg_interrogative = partial(load_docs, "stvg_vidstg_interrogative")
-process_docs_charades_sta = partial(load_docs, "stvg_charades_sta")
-process_docs_vstar = partial(load_docs, "stvg_vstar")
-process_docs_synthetic = partial(load_docs, "stvg_synthetic")
+def __getattr__(name: str) -> Any:
+    """``process_docs_<task without the stvg_ prefix>`` (what each task YAML names) for every registered task,
+    so a benchmark added to the registry needs no line here."""
+    task = "stvg_" + name.removeprefix("process_docs_")
+    if name.startswith("process_docs_") and task in TASK_SOURCES:
+        return partial(load_docs, task)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def query_from_doc(doc: dict) -> GroundingQuery:
@@ -378,9 +345,9 @@ def process_results(doc: dict, results: list[str]) -> dict[str, Any]:
     sets ``error``; an unreadable answer scores 0 and sets ``parse_failed``. Thread-safe: no shared
     mutable state.
     """
-    from stvg_plugin.metrics import score_query
+    from stvg_plugin.metrics import default_protocol, score_query
 
-    protocol = doc.get("protocol") or "tubedetr"
+    protocol = doc.get("protocol") or default_protocol()
     names = metric_names(protocol)
     answer = results[0] if results else ""
     out: dict[str, Any] = {name: 0.0 for name in names}

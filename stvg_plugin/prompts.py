@@ -154,11 +154,11 @@ def get_style(family: str) -> PromptStyle:
     """The prompt style of a family; a clear error names the known ones."""
     if family in STYLES:
         return STYLES[family]
-    if family in FAMILIES:
-        from stvg_plugin.models.families import get_family
+    from stvg_plugin.models.families import family_names, get_family
 
+    if family in family_names():  # every registered family, also one added after import
         return get_family(family).style
-    raise ValueError(f"unknown prompt family {family!r}; known: {FAMILIES}")
+    raise ValueError(f"unknown prompt family {family!r}; known: {(*family_names(), *STYLES)}")
 
 
 def resolve_style(style: PromptStyle | str | dict | None, family: str) -> PromptStyle:

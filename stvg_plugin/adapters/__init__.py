@@ -1,7 +1,7 @@
 """Readers of native benchmark annotations into the unified :class:`~stvg_plugin.data.GroundingQuery`.
 
-One module per benchmark, each documenting its source convention (1-based / 0-based, inclusive /
-exclusive) next to its converter; docs/FORMATS.md collects the mappings. Every reader raises
+One module per benchmark, registering its :class:`BenchmarkSpec` (:mod:`.registry`) and documenting
+its source convention (1-based / 0-based, inclusive / exclusive) next to its converter; docs/FORMATS.md collects the mappings. Every reader raises
 :class:`~stvg_plugin.data.AnnotationError` naming the file and the entry, or with
 ``on_error="skip"`` appends a :class:`SkippedEntry` per bad entry to the ``skipped`` list it is given.
 """
@@ -9,55 +9,33 @@ exclusive) next to its converter; docs/FORMATS.md collects the mappings. Every r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
-from stvg_plugin.adapters._common import BenchmarkError, SkippedEntry
+from stvg_plugin.adapters._common import BenchmarkError, EntryRunner, SkippedEntry, require_file
 from stvg_plugin.adapters.charades import read_charades_sta, write_charades_txt
 from stvg_plugin.adapters.hcstvg import read_hcstvg, write_hcstvg
+from stvg_plugin.adapters.registry import (
+    BenchmarkSpec,
+    DataSource,
+    benchmark_names,
+    benchmark_specs,
+    get_benchmark,
+    register_benchmark,
+    unregister_benchmark,
+)
 from stvg_plugin.adapters.unified import read_unified
 from stvg_plugin.adapters.vidstg import read_vidstg, write_vidstg
 from stvg_plugin.adapters.vstar import duration_bucket, read_vstar
 from stvg_plugin.data import AnnotationError, GroundingQuery
 
-BENCHMARKS = ("hcstvg_v1", "hcstvg_v2", "vidstg", "charades_sta", "vstar", "unified")
-
-_DEFAULT_PROTOCOL = {
-    "hcstvg_v1": "tubedetr",
-    "hcstvg_v2": "tubedetr",
-    "vidstg": "tubedetr",
-    "unified": "tubedetr",
-    "charades_sta": "tvg",
-    "vstar": "vstar",
-}
-
-
-def _hcstvg(version: int) -> Callable[..., list[GroundingQuery]]:
-    def read(annotations, video_root=None, **kw):
-        return read_hcstvg(annotations, video_root, version=version, **kw)
-
-    return read
-
-
-_READERS: dict[str, Callable[..., list[GroundingQuery]]] = {
-    "hcstvg_v1": _hcstvg(1),
-    "hcstvg_v2": _hcstvg(2),
-    "vidstg": read_vidstg,
-    "charades_sta": read_charades_sta,
-    "vstar": read_vstar,
-    "unified": read_unified,
-}
-
-
-def _canonical(name: str) -> str:
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in _READERS:
-        raise BenchmarkError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    return key
+BENCHMARKS = benchmark_names()  # the built-in ones; benchmark_names() also lists those registered later
 
 
 def default_protocol(name: str) -> str:
-    """The metric protocol a benchmark's papers report (``stvg_plugin.metrics.PROTOCOLS``)."""
-    return _DEFAULT_PROTOCOL[_canonical(name)]
+    """The metric protocol benchmark ``name``'s papers report (its spec's, else its task's default)."""
+    from stvg_plugin.metrics import default_protocol as task_default_protocol
+
+    spec = get_benchmark(name)
+    return spec.protocol or task_default_protocol(spec.task)
 
 
 def load_benchmark(
@@ -69,7 +47,7 @@ def load_benchmark(
     ``video_parts`` (hcstvg_v2), ``trajectories`` / ``vidor_dir`` (vidstg), ``probe`` (charades_sta),
     ``require_answer_vqa`` (vstar).
     """
-    reader = _READERS[_canonical(name)]
+    reader = get_benchmark(name).reader
     skipped = kw.get("skipped")
     if skipped is None:
         skipped = kw["skipped"] = []
@@ -83,15 +61,24 @@ def load_benchmark(
 __all__ = [
     "BENCHMARKS",
     "BenchmarkError",
+    "BenchmarkSpec",
+    "DataSource",
+    "EntryRunner",
     "SkippedEntry",
+    "benchmark_names",
+    "benchmark_specs",
     "default_protocol",
     "duration_bucket",
+    "get_benchmark",
     "load_benchmark",
     "read_charades_sta",
     "read_hcstvg",
     "read_unified",
     "read_vidstg",
     "read_vstar",
+    "register_benchmark",
+    "require_file",
+    "unregister_benchmark",
     "write_charades_txt",
     "write_hcstvg",
     "write_vidstg",

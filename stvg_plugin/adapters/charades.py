@@ -31,6 +31,7 @@ from stvg_plugin.adapters._common import (
     field,
     require_file,
 )
+from stvg_plugin.adapters.registry import BenchmarkSpec, DataSource, register_benchmark
 from stvg_plugin.data import (
     AnnotationError,
     GroundingQuery,
@@ -194,3 +195,15 @@ def write_charades_txt(path: str | os.PathLike, queries: Sequence[GroundingQuery
             raise AnnotationError("video id must be non-empty without spaces; query on one line", path, q.qid)
         lines.append(f"{vid} {float(q.span_s[0])!r} {float(q.span_s[1])!r}##{q.query}\n")
     atomic_write_text(path, "".join(lines))
+
+
+register_benchmark(BenchmarkSpec(
+    "charades_sta",
+    read_charades_sta,
+    task="tvg",
+    sources=(
+        DataSource("charades_sta", "STVG_CHARADES_STA_ANNOTATIONS", "STVG_CHARADES_STA_VIDEOS",
+                   lmms_tasks={"stvg_charades_sta": None}, what="charades_sta_test.txt"),
+    ),
+    task_options={"probe": True},  # fps / frame count / size come from the videos, not the .txt
+))

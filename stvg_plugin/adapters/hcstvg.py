@@ -40,6 +40,7 @@ from stvg_plugin.adapters._common import (
     field,
     load_json_file,
 )
+from stvg_plugin.adapters.registry import BenchmarkSpec, DataSource, register_benchmark
 from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, frame_seconds, frames_to_seconds, write_json
 from stvg_plugin.util.box_ops import xywh_to_xyxy, xyxy_to_xywh
 
@@ -192,3 +193,21 @@ def write_hcstvg(path: str | os.PathLike, queries: Sequence[GroundingQuery], ver
             entry["fps"] = fps
         doc[q.qid] = entry
     write_json(path, doc)
+
+
+def _read_version(version: int):
+    def read(annotations, video_root=None, **kw):
+        return read_hcstvg(annotations, video_root, version=version, **kw)
+
+    return read
+
+
+register_benchmark(BenchmarkSpec("hcstvg_v1", _read_version(1), sources=(
+    DataSource("hcstvg_v1", "STVG_HCSTVG_V1_ANNOTATIONS", "STVG_HCSTVG_V1_VIDEOS",
+               lmms_tasks={"stvg_hcstvg_v1": None}, what="HC-STVG v1 test.json"),
+)))
+register_benchmark(BenchmarkSpec("hcstvg_v2", _read_version(2), sources=(
+    DataSource("hcstvg_v2", "STVG_HCSTVG_V2_ANNOTATIONS", "STVG_HCSTVG_V2_VIDEOS",
+               options_env={"video_parts": "STVG_HCSTVG_V2_VIDEO_PARTS"},
+               lmms_tasks={"stvg_hcstvg_v2": None}, what="HC-STVG v2 valv2.json"),
+)))

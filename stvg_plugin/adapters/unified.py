@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from stvg_plugin.adapters._common import EntryRunner, check_on_error, require_file
+from stvg_plugin.adapters.registry import BenchmarkSpec, DataSource, register_benchmark
 from stvg_plugin.data import AnnotationError, GroundingQuery, decode_json_line, read_queries
 
 
@@ -58,3 +59,10 @@ def _parse_line(line: str, base: str, seen: set[str]) -> GroundingQuery:
     if q.qid in seen:
         raise AnnotationError(f"duplicate qid {q.qid!r}")
     return q
+
+
+register_benchmark(BenchmarkSpec("unified", read_unified, sources=(
+    DataSource("unified", "STVG_UNIFIED_ANNOTATIONS"),
+    DataSource("synthetic", "STVG_SYNTHETIC_DIR", annotations_file="annotations.jsonl",
+               lmms_tasks={"stvg_synthetic": None}, what="folder written by `stvg synth`"),
+)))

@@ -38,6 +38,7 @@ from stvg_plugin.adapters._common import (
     frame_span_seconds,
     load_json_file,
 )
+from stvg_plugin.adapters.registry import BenchmarkSpec, DataSource, register_benchmark
 from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, write_json
 from stvg_plugin.util.box_ops import xywh_to_xyxy, xyxy_to_xywh
 
@@ -249,3 +250,20 @@ def write_vidstg(
             track[str(frame)] = {"bbox": xywh}
     write_json(trajectories_path, tracks)
     write_json(path, entries)
+
+
+register_benchmark(BenchmarkSpec(
+    "vidstg",
+    read_vidstg,
+    sources=(
+        DataSource(
+            "vidstg", "STVG_VIDSTG_ANNOTATIONS", "STVG_VIDSTG_VIDEOS",
+            options_env={"trajectories": "STVG_VIDSTG_TRAJECTORIES", "vidor_dir": "STVG_VIDSTG_VIDOR_DIR"},
+            dir_options=("vidor_dir",),
+            lmms_tasks={"stvg_vidstg_declarative": "declarative", "stvg_vidstg_interrogative": "interrogative"},
+            lmms_group="stvg_vidstg", what="VidSTG test_annotations.json",
+        ),
+    ),
+    needs_one_option="VidSTG boxes need STVG_VIDSTG_TRAJECTORIES (TubeDETR trajectories file) "
+    "or STVG_VIDSTG_VIDOR_DIR (VidOR annotation folder)",
+))

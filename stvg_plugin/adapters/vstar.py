@@ -40,6 +40,7 @@ from stvg_plugin.adapters._common import (
     field,
     load_json_file,
 )
+from stvg_plugin.adapters.registry import BenchmarkSpec, DataSource, register_benchmark
 from stvg_plugin.data import AnnotationError, GroundingQuery, check_query, seconds_to_span
 
 TEXT_FIELDS = ("question", "answer", "chain", "object", "temporal_question", "spatial_question", "spatial_question_2")
@@ -157,3 +158,9 @@ def _timestamp_value(raw: Any, what: str) -> int | float | str:
         return raw
     value = as_float(raw, what)
     return raw if isinstance(raw, int) else value
+
+
+register_benchmark(BenchmarkSpec("vstar", read_vstar, protocol="vstar", sources=(
+    DataSource("vstar", "STVG_VSTAR_ANNOTATIONS", "STVG_VSTAR_VIDEOS", lmms_tasks={"stvg_vstar": None},
+               what="V_STaR_test.json"),
+)))

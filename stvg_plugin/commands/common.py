@@ -81,10 +81,10 @@ def load_queries_from_cfg(cfg: DictConfig) -> list:
     """
     from omegaconf import OmegaConf
 
-    from stvg_plugin.adapters import BENCHMARKS, load_benchmark
+    from stvg_plugin.adapters import benchmark_names, load_benchmark
 
-    if cfg.benchmark not in BENCHMARKS:
-        raise ConfigError(f"benchmark={cfg.benchmark} is not one of {', '.join(BENCHMARKS)}")
+    if cfg.benchmark not in benchmark_names():
+        raise ConfigError(f"benchmark={cfg.benchmark} is not one of {', '.join(benchmark_names())}")
     annotations = require_path(cfg, "annotations")
     extra = cfg.get("benchmark_kwargs") or {}
     kwargs = OmegaConf.to_container(extra, resolve=True) if not isinstance(extra, dict) else dict(extra)

@@ -25,7 +25,7 @@ from stvg_plugin.commands.common import ConfigError, load_queries_from_cfg, requ
 from stvg_plugin.data import AnnotationError, locate_error, write_json, write_jsonl
 from stvg_plugin.formats import PREDICTION_FORMATS, detect_format, read_predictions_file
 from stvg_plugin.formats.vue_stg_csv import read_vue_stg_benchmark
-from stvg_plugin.metrics import PROTOCOLS, evaluate
+from stvg_plugin.metrics import evaluate, protocol_names
 from stvg_plugin.metrics.vstar_judge import make_judge
 
 log = logging.getLogger("stvg.evaluate")
@@ -61,8 +61,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     else:
         queries = load_queries_from_cfg(cfg)
         protocol = cfg.get("protocol") or default_protocol(cfg.benchmark)
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol={protocol} is not one of {', '.join(PROTOCOLS)}")
+    if protocol not in protocol_names():
+        raise ConfigError(f"protocol={protocol} is not one of {', '.join(protocol_names())}")
     thresholds = tuple(float(t) for t in cfg.get("thresholds") or (0.3, 0.5))
     accuracy = cfg.get("vstar_accuracy")
     if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 <= accuracy <= 1):

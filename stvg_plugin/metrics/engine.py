@@ -18,55 +18,30 @@ from itertools import repeat
 from operator import attrgetter, is_, is_not, itemgetter
 from typing import Any
 
-from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, StvgError
+from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
 from stvg_plugin.metrics.boxes import BOX_FILLS
-from stvg_plugin.metrics.rec import REC_THRESHOLDS, score_rec
+from stvg_plugin.metrics.protocols import (
+    MetricsError,
+    ProtocolSpec,
+    ScoringContext,
+    default_protocol,
+    get_protocol,
+    protocol_names,
+)
 from stvg_plugin.metrics.rows import row_tail
-from stvg_plugin.metrics.stvg import STVG_SPECS, StvgCounters, score_stvg
-from stvg_plugin.metrics.temporal import TVG_THRESHOLDS, score_tvg
-from stvg_plugin.metrics.vstar import VSTAR_AP_THRESHOLDS, VSTAR_TIOU_THRESHOLDS, score_vstar, vstar_report
-from stvg_plugin.metrics.vue_stg import VUE_METRICS, VUE_POLICIES, score_vue_stg, vue_group_summary
+from stvg_plugin.metrics.stvg import StvgCounters
+from stvg_plugin.metrics.vue_stg import VUE_POLICIES
 from stvg_plugin.util.box_ops import BoxRepairStats
 
-PROTOCOLS = ("tubedetr", "official_hcstvg", "stcat", "cg_stvg", "llava_next_stvg", "vue_stg", "vstar", "tvg", "rec")
+PROTOCOLS = protocol_names()  # the built-in ones; protocol_names() also lists those registered later
 AUTO = "auto"
-TASK_PROTOCOL = {"stvg": "tubedetr", "tvg": "tvg", "rec": "rec"}
-_PROTOCOL_TASKS = {name: ("stvg",) for name in PROTOCOLS}
-_PROTOCOL_TASKS.update({"tvg": ("tvg", "stvg"), "vstar": ("stvg", "tvg"), "rec": ("rec",)})
+TASK_PROTOCOL = {task: default_protocol(task) for task in ("stvg", "tvg", "rec")}
 _MAX_LISTED_QIDS = 20
-_VSTAR_EXTRA = (  # the prediction extras score_vstar reads
-    "boxes_by_time", "answer_temporal", "answer_spatial", "answer_temporal_2", "answer_spatial_2", "answer_vqa",
-    "vqa_score",
-)
-_SKIP_MISSING = ("stcat", "cg_stvg", "llava_next_stvg")  # protocols whose means leave out queries without prediction
-
-
-class MetricsError(StvgError, ValueError):
-    """A bad argument to the metric engine (unknown protocol, fill mode, threshold)."""
 
 
 def metric_names(protocol: str, thresholds: Sequence[float] = (0.3, 0.5)) -> list[tuple[str, str]]:
     """``(per-query key, summary key)`` pairs a protocol reports."""
-    if protocol in STVG_SPECS:
-        names = [("tIoU", "m_tIoU"), ("vIoU", "m_vIoU")]
-        names += [(f"vIoU@{t}", f"vIoU@{t}") for t in thresholds]
-        names += [("gt_vIoU", "gt_vIoU")] + [(f"gt_vIoU@{t}", f"gt_vIoU@{t}") for t in thresholds]
-        return names
-    if protocol == "tvg":
-        return [("tIoU", "mIoU")] + [(f"R1@{t}", f"R1@{t}") for t in TVG_THRESHOLDS]
-    if protocol == "vstar":
-        return _vstar_names("")
-    if protocol == "vue_stg":
-        return [(k, k) for k in VUE_METRICS]
-    if protocol == "rec":
-        return [("IoU", "mIoU")] + [(f"ACC@{t}", f"ACC@{t}") for t in REC_THRESHOLDS] + [("Center_ACC", "Center_ACC")]
-    raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
-
-
-def _vstar_names(chain: str) -> list[tuple[str, str]]:
-    """V-STaR chain 1 (``""``) or chain 2 (``"_2"``) metric names."""
-    names = [(f"tIoU{chain}", f"m_tIoU{chain}")] + [(f"R1{chain}@{t}",) * 2 for t in VSTAR_TIOU_THRESHOLDS]
-    return names + [(f"vIoU{chain}", f"m_vIoU{chain}")] + [(f"AP{chain}@{m}",) * 2 for m in VSTAR_AP_THRESHOLDS]
+    return get_protocol(protocol).metric_names(thresholds)
 
 
 @dataclass
@@ -112,24 +87,19 @@ def _as_prediction(p: Any, n: int) -> GroundingPrediction:
 def _compact(p: GroundingPrediction, name: str, q: GroundingQuery, parse_text: bool) -> GroundingPrediction:
     """``p`` without the payload protocol ``name`` never reads for ``q`` (``p`` itself if nothing to drop).
 
-    What each scorer reads besides spans, boxes, ``parse_failed`` and ``error``: ``tvg`` - ``raw_text``
-    when parsing text (lmms-eval mode) or as the fallback without a usable span (``pred_seconds``);
-    ``rec`` - ``raw_text`` when there is no predicted box; ``vstar`` - ``extra["boxes_by_time"]`` and
-    ``extra["answer_temporal"]``. The STVG protocols and ``vue_stg`` read neither.
+    What a scorer reads besides spans, boxes, ``parse_failed`` and ``error`` is declared by its spec
+    (``ProtocolSpec.reads_text`` / ``extra_keys``): e.g. ``tvg`` reads ``raw_text`` when parsing text
+    or without a usable span, ``rec`` without a predicted box, ``vstar`` its answer extras; the STVG
+    protocols read neither.
     """
     text, extra = p.raw_text, p.extra
     if text is None and not extra:
         return p
-    if text is not None:
-        if name == "tvg":
-            keep = parse_text or (p.span_s is None and not (p.span_frames is not None and q.fps))
-        else:
-            keep = name == "rec" and not p.boxes
-        if not keep:
-            text = None
+    spec = get_protocol(name)
+    if text is not None and not (spec.reads_text is not None and spec.reads_text(p, q, parse_text)):
+        text = None
     if extra:
-        keep_extra = _VSTAR_EXTRA if name == "vstar" else ("vue_rows",) if name == "vue_stg" else ()
-        extra = {k: extra[k] for k in keep_extra if k in extra}
+        extra = {k: extra[k] for k in spec.extra_keys if k in extra}
     return GroundingPrediction(
         qid=p.qid,
         span_frames=p.span_frames,
@@ -148,8 +118,8 @@ def _validate(
     protocol: str, thresholds: Sequence[float], box_fill: str, vue_multi_boxes_policy: str = "first",
     vue_step_ms: int = 1000,
 ) -> None:
-    if protocol != AUTO and protocol not in PROTOCOLS:
-        raise MetricsError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS + (AUTO,)}")
+    if protocol != AUTO:
+        get_protocol(protocol)  # raises, naming the known ones
     if not (isinstance(vue_step_ms, int) and vue_step_ms > 0):
         raise MetricsError(f"vue_step_ms must be a positive integer, got {vue_step_ms!r}")
     if vue_multi_boxes_policy not in VUE_POLICIES:
@@ -161,11 +131,23 @@ def _validate(
             raise MetricsError(f"thresholds must be numbers in [0, 1], got {t!r}")
 
 
-def _resolve(protocol: str, q: GroundingQuery) -> str:
-    name = TASK_PROTOCOL.get(q.task, "tubedetr") if protocol == AUTO else protocol
-    if q.task not in _PROTOCOL_TASKS[name]:
-        raise AnnotationError(f"protocol {name!r} cannot score a {q.task!r} query", entry=f"qid {q.qid}")
+def _task_protocol(task: str, cache: dict[str, str]) -> str:
+    """:func:`default_protocol` of ``task``, looked up once per task and run."""
+    name = cache.get(task)
+    if name is None:
+        name = cache[task] = default_protocol(task)
     return name
+
+
+def _resolve(protocol: str, q: GroundingQuery, cache: dict[str, tuple[str, bool]]) -> str:
+    """The protocol that scores ``q`` (under "auto" its task's default), checked once per task and run."""
+    found = cache.get(q.task)
+    if found is None:
+        name = default_protocol(q.task) if protocol == AUTO else protocol
+        found = cache[q.task] = (name, q.task in get_protocol(name).tasks)
+    if not found[1]:
+        raise AnnotationError(f"protocol {found[0]!r} cannot score a {q.task!r} query", entry=f"qid {q.qid}")
+    return found[0]
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -178,7 +160,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def evaluate(
     queries: Sequence[GroundingQuery],
     predictions: Iterable[GroundingPrediction | Mapping],
-    protocol: str = "tubedetr",
+    protocol: str | None = None,
     thresholds: Sequence[float] = (0.3, 0.5),
     box_fill: str = "none",
     lmms_compat: bool = False,
@@ -188,7 +170,8 @@ def evaluate(
     vstar_judge: Any = None,
     vue_step_ms: int = 1000,
 ) -> EvalResult:
-    """Score ``predictions`` against ``queries`` with one protocol (``"auto"``: by each query's task).
+    """Score ``predictions`` against ``queries`` with one protocol (``"auto"``: by each query's task;
+    None: :func:`~stvg_plugin.metrics.protocols.default_protocol`).
 
     A query without a prediction scores 0 and counts in ``num_missing``; a prediction for an unknown
     qid is counted (``num_unknown_qids``, first 20 in ``unknown_qids``), never scored; a second
@@ -210,6 +193,7 @@ def evaluate(
     ``vqa_score`` (:func:`stvg_plugin.metrics.vstar_judge.make_judge`); ``vstar_accuracy`` overrides the
     accuracy. VUE-STG: ``vue_multi_boxes_policy`` is ``first`` / ``last`` / ``union``; ``vue_step_ms`` the time bin.
     """
+    protocol = default_protocol() if protocol is None else protocol
     _validate(protocol, thresholds, box_fill, vue_multi_boxes_policy, vue_step_ms)
     # Scoring allocates a few containers per query and no reference cycles; left on, the cyclic GC
     # keeps re-walking the caller's queries and box dicts (~20 % of the time at 10k queries).
@@ -240,6 +224,7 @@ def _evaluate(
             index[q.qid] = i
     # streamed: only the first prediction per known qid is kept, compacted to what scoring reads
     preds: list[GroundingPrediction | None] = [None] * len(queries)
+    task_protocols: dict[str, str] = {}  # protocol="auto": each task's default
     unknown: list[str] = []
     num_unknown = num_duplicates = 0
     for n, raw in enumerate(predictions):
@@ -255,40 +240,42 @@ def _evaluate(
             preds[i] = p
         else:
             q = queries[i]
-            name = protocol if protocol != AUTO else TASK_PROTOCOL.get(q.task, "tubedetr")
+            name = protocol if protocol != AUTO else _task_protocol(q.task, task_protocols)
             preds[i] = _compact(p, name, q, lmms_compat)
 
-    if protocol != AUTO and {q.task for q in queries} <= set(_PROTOCOL_TASKS[protocol]):
+    if protocol != AUTO and {q.task for q in queries} <= set(get_protocol(protocol).tasks):
         names = [protocol] * len(queries)  # every query is scorable: no per-query resolution needed
     else:
-        names = [_resolve(protocol, q) for q in queries]
+        checked: dict[str, tuple[str, bool]] = {}
+        names = [_resolve(protocol, q, checked) for q in queries]
     groups: dict[str, list[int]] = {}
     if len(set(names)) == 1:
         groups[names[0]] = list(range(len(names)))
     else:
         for i, name in enumerate(names):
             groups.setdefault(name, []).append(i)
-    stats = BoxRepairStats()
-    counters = StvgCounters()
-    other: dict[str, Any] = {
-        "vue_multi_boxes_policy": vue_multi_boxes_policy, "vstar_judge": vstar_judge, "vue_step_ms": vue_step_ms,
-    }
+    ctx = ScoringContext(
+        thresholds, box_fill, lmms_compat, repair, BoxRepairStats(), StvgCounters(),
+        {"vue_multi_boxes_policy": vue_multi_boxes_policy, "vstar_judge": vstar_judge, "vue_step_ms": vue_step_ms},
+        vstar_accuracy,
+    )
+    stats, counters, other = ctx.stats, ctx.counters, ctx.other
+    specs = {name: get_protocol(name) for name in groups}
     rows: list[dict | None] = [None] * len(queries)
     for name, idx in groups.items():
         if len(idx) == len(queries):  # one group: idx is every query, in order
-            rows = _score_group(name, queries, preds, thresholds, box_fill, lmms_compat, stats, counters, other, repair)
+            rows = specs[name].score(queries, preds, ctx)
             continue
-        qs, ps = [queries[i] for i in idx], [preds[i] for i in idx]
-        scored = _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other, repair)
+        scored = specs[name].score([queries[i] for i in idx], [preds[i] for i in idx], ctx)
         for i, r in zip(idx, scored):
             rows[i] = r
 
-    if len(groups) == 1 and names[0] in STVG_SPECS:
+    if len(groups) == 1 and specs[names[0]].whole_rows:
         per_query = rows  # the STVG scorer returns whole rows (see metrics/rows.py)
     else:
         per_query = []
         for q, p, name, r in zip(queries, preds, names, rows):
-            if name in STVG_SPECS:
+            if specs[name].whole_rows:
                 per_query.append(r)
                 continue
             tail = row_tail(p, r.pop("no_pair", False))
@@ -298,16 +285,14 @@ def _evaluate(
     merged = 0
     for name, idx in groups.items():
         prefix = f"{name}_" if len(groups) > 1 else ""
-        chosen = _summary_rows(name, idx, queries, lmms_compat, preds, per_query)
+        spec = specs[name]
+        chosen = spec.summary_rows(idx, queries, preds, per_query, lmms_compat) if spec.summary_rows else idx
         merged += len(idx) - len(chosen)
         chosen_rows = per_query if len(chosen) == len(per_query) else [per_query[i] for i in chosen]
-        summary.update(_summarise(name, chosen_rows, thresholds, prefix))
-        if name == "vue_stg":
+        summary.update(_summarise(spec, chosen_rows, thresholds, prefix))
+        if spec.group_summary is not None:
             group_rows = per_query if len(idx) == len(per_query) else [per_query[i] for i in idx]
-            summary.update({prefix + k: v for k, v in vue_group_summary(group_rows).items()})
-        if name == "vstar":
-            group_rows = per_query if len(idx) == len(per_query) else [per_query[i] for i in idx]
-            summary.update({prefix + k: v for k, v in vstar_report(group_rows, vstar_accuracy).items()})
+            summary.update({prefix + k: v for k, v in spec.group_summary(group_rows, ctx).items()})
     num_nan = counters.nan_queries + other.get("nan", 0)
     summary.update(
         {
@@ -340,50 +325,15 @@ def _evaluate(
     return EvalResult(summary=summary, per_query=per_query)
 
 
-def _score_group(name, qs, ps, thresholds, box_fill, lmms_compat, stats, counters, other, repair=False) -> list[dict]:
-    if name in STVG_SPECS:
-        return score_stvg(qs, ps, STVG_SPECS[name], thresholds, box_fill, stats, counters, repair)
-    if name == "tvg":
-        return score_tvg(qs, ps, parse_text=lmms_compat)
-    if name == "vstar":
-        return score_vstar(qs, ps, other)
-    if name == "vue_stg":
-        return score_vue_stg(qs, ps, other.get("vue_multi_boxes_policy", "first"), other)
-    return score_rec(qs, ps, stats, other)
-
-
-def _summary_rows(name: str, idx: list[int], queries: Sequence[GroundingQuery], lmms_compat: bool,
-                  preds: Sequence[GroundingPrediction | None] = (), rows: Sequence[dict] = ()) -> list[int]:
-    """Rows the summary averages.
-
-    lmms-eval's tvg keys ``video>>>caption>>>span`` collapse duplicates; STCAT / CG-STVG /
-    LLaVA_Next_STVG loop over the predictions (``for video_id in video_predictions``, their
-    ``hcstvg_eval.py`` / ``vidstg_eval.py``), so a query without one is not averaged; V-STaR's
-    ``eval.py`` ``continue``s past an item with an empty ``answer_vqa`` before any score.
-    """
-    if name in _SKIP_MISSING and preds:
-        return [i for i in idx if preds[i] is not None]
-    if name == "vstar" and rows:
-        return [i for i in idx if not rows[i].get("skipped")]
-    if not (lmms_compat and name == "tvg"):
-        return idx
-    last: dict[tuple, int] = {}
-    for i in idx:
-        q = queries[i]
-        last[(q.video, q.query, tuple(q.span_s) if q.span_s else tuple(q.span_frames or ()))] = i
-    return sorted(last.values())
-
-
-def _summarise(name: str, rows: list[dict], thresholds: Sequence[float], prefix: str) -> dict[str, Any]:
+def _summarise(spec: ProtocolSpec, rows: list[dict], thresholds: Sequence[float], prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    names = metric_names(name, thresholds)
+    names = spec.metric_names(thresholds)
     *columns, row_qtypes = _columns(rows, [key for key, _ in names] + ["qtype"])
     for (_key, skey), column in zip(names, columns):
         out[prefix + skey] = _mean(column)
-    if name == "vstar":  # chain 2 (None without answer_temporal_2 / answer_spatial_2 / answer_vqa)
-        for key, skey in _vstar_names("_2"):
-            out[prefix + skey] = _mean([r.get(key) for r in rows])
-    if name in ("tvg", "rec"):
+    for key, skey in spec.secondary_names:
+        out[prefix + skey] = _mean([r.get(key) for r in rows])
+    if spec.percent:
         for _key, skey in names:
             val = out[prefix + skey]
             out[prefix + skey + "_percent"] = val * 100 if val is not None else None
@@ -409,7 +359,7 @@ def _columns(rows: list[dict], keys: list[str]) -> list[list]:
 def score_query(
     query: GroundingQuery,
     prediction: GroundingPrediction | Mapping | None = None,
-    protocol: str = "tubedetr",
+    protocol: str | None = None,
     thresholds: Sequence[float] = (0.3, 0.5),
     box_fill: str = "none",
     repair: bool = False,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery
+from stvg_plugin.metrics.protocols import ProtocolSpec, register_protocol
 from stvg_plugin.util.box_ops import BoxRepairStats, normalize_boxes, reference_box_iou, sanitize_box
 
 REC_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -85,3 +86,17 @@ def score_rec(
         row["Center_ACC"] = float(pred_n is not None and center_inside(gt_n, pred_n))
         rows.append(row)
     return rows
+
+
+register_protocol(
+    ProtocolSpec(
+        "rec",
+        lambda qs, ps, ctx: score_rec(qs, ps, ctx.stats, ctx.other),
+        lambda thresholds: [("IoU", "mIoU")] + [(f"ACC@{t}", f"ACC@{t}") for t in REC_THRESHOLDS]
+        + [("Center_ACC", "Center_ACC")],
+        tasks=("rec",),
+        default_for=("rec",),
+        reads_text=lambda p, q, parse_text: not p.boxes,  # the answer text is parsed only without a box
+        percent=True,
+    )
+)

@@ -52,6 +52,7 @@ import numpy as np
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, seconds_to_frame_spans
 from stvg_plugin.metrics.boxes import RaggedBoxes, gather_boxes_many, marshal_records
 from stvg_plugin.metrics.frames import TUBEDETR_MAX_LEN, SampledUniverse, dense_universe, seconds_to_universe_span
+from stvg_plugin.metrics.protocols import ProtocolSpec, ScoringContext, register_protocol
 from stvg_plugin.metrics.rows import row_tail
 from stvg_plugin.util.box_ops import BoxRepairStats, interval_iou_array, pairwise_iou
 
@@ -73,15 +74,23 @@ class StvgSpec:
     inclusive_overlap: bool = False
     clip_gt_to_image: bool = False
     official_hcstvg: bool = False
+    averages_predicted_only: bool = False  # the official loop runs over the predictions: no prediction, not averaged
+    default: bool = False  # the protocol an STVG query gets when none is named
 
 
 STVG_SPECS = {
-    "tubedetr": StvgSpec("tubedetr"),
+    "tubedetr": StvgSpec("tubedetr", default=True),
     "official_hcstvg": StvgSpec("official_hcstvg", use_frame_offset=False, official_hcstvg=True),
-    "stcat": StvgSpec("stcat", dense=True, use_frame_offset=False, drop_gt_last_frame=True),
-    "cg_stvg": StvgSpec("cg_stvg", dense=True, use_frame_offset=False, drop_gt_last_frame=True, clip_gt_to_image=True),
+    "stcat": StvgSpec(
+        "stcat", dense=True, use_frame_offset=False, drop_gt_last_frame=True, averages_predicted_only=True
+    ),
+    "cg_stvg": StvgSpec(
+        "cg_stvg", dense=True, use_frame_offset=False, drop_gt_last_frame=True, clip_gt_to_image=True,
+        averages_predicted_only=True,
+    ),
     "llava_next_stvg": StvgSpec(
-        "llava_next_stvg", dense=True, use_frame_offset=False, drop_gt_last_frame=True, inclusive_overlap=True
+        "llava_next_stvg", dense=True, use_frame_offset=False, drop_gt_last_frame=True, inclusive_overlap=True,
+        averages_predicted_only=True,
     ),
 }
 
@@ -377,3 +386,36 @@ def _official_hcstvg(rq, iou, pfound, gs, ge, ps, pe, nq):
     iou_sum = np.bincount(rq[pfound], weights=iou[pfound], minlength=nq)
     safe = np.maximum(denom, 1.0)
     return with_box / safe, iou_sum / safe
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def stvg_metric_names(thresholds: Sequence[float]) -> list[tuple[str, str]]:
+    """``(per-query key, summary key)`` pairs of every STVG protocol."""
+    names = [("tIoU", "m_tIoU"), ("vIoU", "m_vIoU")]
+    names += [(f"vIoU@{t}", f"vIoU@{t}") for t in thresholds]
+    return names + [("gt_vIoU", "gt_vIoU")] + [(f"gt_vIoU@{t}", f"gt_vIoU@{t}") for t in thresholds]
+
+
+def _rows_with_prediction(idx: list[int], queries, preds, rows, lmms_compat) -> list[int]:
+    """STCAT / CG-STVG / LLaVA_Next_STVG loop over the predictions (``for video_id in video_predictions``)."""
+    return [i for i in idx if preds[i] is not None]
+
+
+def _stvg_protocol(spec: StvgSpec) -> ProtocolSpec:
+    def score(qs: Sequence[GroundingQuery], ps: Sequence[GroundingPrediction | None], ctx: ScoringContext):
+        return score_stvg(qs, ps, spec, ctx.thresholds, ctx.box_fill, ctx.stats, ctx.counters, ctx.repair)
+
+    return ProtocolSpec(
+        spec.name,
+        score,
+        stvg_metric_names,
+        default_for=("stvg",) if spec.default else (),
+        whole_rows=True,
+        summary_rows=_rows_with_prediction if spec.averages_predicted_only else None,
+    )
+
+
+for _spec in STVG_SPECS.values():
+    register_protocol(_stvg_protocol(_spec))

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, frames_to_seconds
+from stvg_plugin.metrics.protocols import ProtocolSpec, register_protocol
 from stvg_plugin.util.box_ops import interval_iou
 
 TVG_THRESHOLDS = (0.3, 0.5, 0.7)
@@ -130,3 +131,36 @@ def score_tvg(
         row["no_pair"] = p is not None and span is None
         rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _reads_text(p: GroundingPrediction, q: GroundingQuery, parse_text: bool) -> bool:
+    """:func:`pred_seconds` reads ``raw_text`` when parsing text or as the fallback without a usable span."""
+    return parse_text or (p.span_s is None and not (p.span_frames is not None and q.fps))
+
+
+def _lmms_rows(idx: list[int], queries: Sequence[GroundingQuery], preds, rows, lmms_compat: bool) -> list[int]:
+    """lmms-eval's tvg keys ``video>>>caption>>>span`` collapse duplicates (the last one wins)."""
+    if not lmms_compat:
+        return idx
+    last: dict[tuple, int] = {}
+    for i in idx:
+        q = queries[i]
+        last[(q.video, q.query, tuple(q.span_s) if q.span_s else tuple(q.span_frames or ()))] = i
+    return sorted(last.values())
+
+
+register_protocol(
+    ProtocolSpec(
+        "tvg",
+        lambda qs, ps, ctx: score_tvg(qs, ps, parse_text=ctx.lmms_compat),
+        lambda thresholds: [("tIoU", "mIoU")] + [(f"R1@{t}", f"R1@{t}") for t in TVG_THRESHOLDS],
+        tasks=("tvg", "stvg"),
+        default_for=("tvg",),
+        reads_text=_reads_text,
+        summary_rows=_lmms_rows,
+        percent=True,
+    )
+)

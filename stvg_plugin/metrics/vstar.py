@@ -26,6 +26,7 @@ from typing import Any
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, frame_seconds
 from stvg_plugin.metrics.literal import parse_number_pair
+from stvg_plugin.metrics.protocols import ProtocolSpec, register_protocol
 from stvg_plugin.util.box_ops import interval_iou, reference_box_iou
 
 VSTAR_TIOU_THRESHOLDS = (0.3, 0.5, 0.7)
@@ -350,3 +351,36 @@ def score_vstar(
             row.update(meta)
         rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------- registration
+
+_EXTRA_READ = (  # the prediction extras score_vstar reads
+    "boxes_by_time", "answer_temporal", "answer_spatial", "answer_temporal_2", "answer_spatial_2", "answer_vqa",
+    "vqa_score",
+)
+
+
+def vstar_metric_names(chain: str = "") -> list[tuple[str, str]]:
+    """V-STaR chain 1 (``""``) or chain 2 (``"_2"``) ``(per-query key, summary key)`` pairs."""
+    names = [(f"tIoU{chain}", f"m_tIoU{chain}")] + [(f"R1{chain}@{t}",) * 2 for t in VSTAR_TIOU_THRESHOLDS]
+    return names + [(f"vIoU{chain}", f"m_vIoU{chain}")] + [(f"AP{chain}@{m}",) * 2 for m in VSTAR_AP_THRESHOLDS]
+
+
+def _answered_rows(idx: list[int], queries, preds, rows: Sequence[Mapping], lmms_compat: bool) -> list[int]:
+    """``eval.py`` ``continue``s past an item with an empty ``answer_vqa`` before any score."""
+    return [i for i in idx if not rows[i].get("skipped")]
+
+
+register_protocol(
+    ProtocolSpec(
+        "vstar",
+        lambda qs, ps, ctx: score_vstar(qs, ps, ctx.other),
+        lambda thresholds: vstar_metric_names(""),
+        tasks=("stvg", "tvg"),
+        extra_keys=_EXTRA_READ,
+        summary_rows=_answered_rows,
+        secondary_names=tuple(vstar_metric_names("_2")),  # chain 2: None without its answers
+        group_summary=lambda rows, ctx: vstar_report(rows, ctx.vstar_accuracy),
+    )
+)

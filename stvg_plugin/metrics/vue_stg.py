@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from stvg_plugin.data import AnnotationError, GroundingPrediction, GroundingQuery, frame_seconds
+from stvg_plugin.metrics.protocols import ProtocolSpec, register_protocol
 from stvg_plugin.util.box_ops import box_area, normalize_boxes
 
 VUE_METRICS = (
@@ -262,3 +263,14 @@ def vue_group_summary(rows: Sequence[Mapping]) -> dict[str, float | None]:
                 vals = [r[m] for r in sub if r.get(m) is not None]
                 out[f"{label}[{value}]_{m}"] = math.fsum(vals) / len(vals) if vals else None
     return out
+
+
+register_protocol(
+    ProtocolSpec(
+        "vue_stg",
+        lambda qs, ps, ctx: score_vue_stg(qs, ps, ctx.other.get("vue_multi_boxes_policy", "first"), ctx.other),
+        lambda thresholds: [(k, k) for k in VUE_METRICS],
+        extra_keys=("vue_rows",),
+        group_summary=lambda rows, ctx: vue_group_summary(rows),
+    )
+)

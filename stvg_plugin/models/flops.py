@@ -43,7 +43,7 @@ def _meta_pixels(model: Any, num_frames: int) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def count_grounding_flops(
-    model_cfg: Mapping[str, Any] | str = "spacevllm_7b",
+    model_cfg: Mapping[str, Any] | str = "spacevllm_llava_video_7b",
     num_frames: int = 64,
     text_tokens_per_frame: int = 12,
     instruction_tokens: int = 40,

@@ -1,11 +1,16 @@
 """Named model configurations and the builders that turn them into models.
 
-* ``spacevllm_tiny`` / ``spacevllm_qwen25vl_tiny``: random-initialised backbones built from config
+* ``spacevllm_tiny`` / ``spacevllm_qwen2_5_vl_tiny``: random-initialised backbones built from config
   alone, seeded, with a tokenizer built in code (``tokenizer: chars`` by default, or ``words``:
   common English words whole, other words as characters): work with nothing downloaded.
-* ``spacevllm_7b`` (LLaVA-Video-7B-Qwen2 dims) / ``spacevllm_qwen25vl_7b``: need ``backbone_path``
-  (a local transformers checkpoint of the base VLM) or a saved checkpoint; they also build on the
-  meta device (:func:`build_meta_model`) to check shapes and count FLOPs without weights.
+  ``spacevllm_tiny_learn``: the tiny one as tuned for learning on CPU (examples/learnability.py).
+* ``spacevllm_llava_video_7b`` (LLaVA-Video-7B-Qwen2 dims) / ``spacevllm_qwen2_5_vl_7b``: need
+  ``backbone_path`` (a local transformers checkpoint of the base VLM) or a saved checkpoint; they also
+  build on the meta device (:func:`build_meta_model`) to check shapes and count FLOPs without weights.
+
+Each preset is also ``conf/model/<name>.yaml`` (``stvg ... model=<name>``; a test keeps the two
+lists equal). The earlier names (``spacevllm_7b``, ``spacevllm_qwen25vl_7b``,
+``spacevllm_qwen25vl_tiny``) still resolve (:data:`PRESET_ALIASES`).
 
 A model spec is a preset name or a dict ``{"preset": name, **overrides}`` (``name`` also accepted).
 """
@@ -60,15 +65,46 @@ _LARGE = {
     "cache_frames": False,
 }
 
-PRESETS: dict[str, dict[str, Any]] = {
+# the earlier preset names, kept working for scripts and saved commands
+PRESET_ALIASES = {
+    "spacevllm_7b": "spacevllm_llava_video_7b",
+    "spacevllm_qwen25vl_7b": "spacevllm_qwen2_5_vl_7b",
+    "spacevllm_qwen25vl_tiny": "spacevllm_qwen2_5_vl_tiny",
+}
+
+
+class _Presets(dict):
+    """The preset table: lists its own names only, and also answers to :data:`PRESET_ALIASES`."""
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(PRESET_ALIASES.get(name, name) if isinstance(name, str) else name)
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return super().__getitem__(PRESET_ALIASES.get(name, name))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(PRESET_ALIASES.get(name, name), default)
+
+
+PRESETS: dict[str, dict[str, Any]] = _Presets({
     "spacevllm_tiny": {"backbone": "llava_onevision", **_TINY},
-    "spacevllm_qwen25vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
+    # examples/learnability.py, `make demo`: 16 frames of 64x64 px, span from the relevance head; the
+    # space decoder reads the projector output on the 8x8 patch grid before LLaVA-OneVision's 2x2
+    # pooling, mixes each token with its space-time neighbours, scores tokens against the query text
+    # and places the box with the reference-point head (train it with trainer.loss_weights.centre > 0)
+    "spacevllm_tiny_learn": {
+        "backbone": "llava_onevision", **_TINY, "num_frames": 16, "max_frames": 16, "frame_size": [64, 64],
+        "span_source": "relevance", "box_head": "decoder", "decoder_dim": 64, "decoder_heads": 2,
+        "decoder_layers": 1, "decoder_box_head": "reference", "decoder_visual_source": "patches",
+        "decoder_temporal": True, "decoder_text_match": True,
+    },
+    "spacevllm_qwen2_5_vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
     # LLaVA-Video-7B-Qwen2 was trained with 2x2 average pooling + a newline per row (lmms-lab's
     # mm_spatial_pool_mode=average, mm_newline_position=grid): 182 tokens per frame, kept here;
     # bilinear + none is transformers' LLaVA-OneVision layout (196 tokens), for OneVision weights
-    "spacevllm_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384],
-                     "video_pool_mode": "average", "video_newline": "row"},
-    "spacevllm_qwen25vl_7b": {
+    "spacevllm_llava_video_7b": {"backbone": "llava_onevision", **_LARGE, "frame_size": [384, 384],
+                                 "video_pool_mode": "average", "video_newline": "row"},
+    "spacevllm_qwen2_5_vl_7b": {
         "backbone": "qwen2_5_vl",
         **_LARGE,
         **_QWEN_FRAME,
@@ -79,7 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_pixels": 128 * 28 * 28,
         "max_pixels": 336 * 336,
     },
-}
+})
 
 # keys of a spec that are about building/loading, not SpaceVLLMConfig fields
 _BUILD_KEYS = (
@@ -204,7 +240,7 @@ def build_from_backbone(model_cfg: Mapping[str, Any] | str) -> SpaceVLLMForGroun
     return model.cast_for_compute(dtype).eval()
 
 
-def build_meta_model(model_cfg: Mapping[str, Any] | str = "spacevllm_7b") -> SpaceVLLMForGrounding:
+def build_meta_model(model_cfg: Mapping[str, Any] | str = "spacevllm_llava_video_7b") -> SpaceVLLMForGrounding:
     """The full-size model on ``torch.device("meta")``: shapes only, no memory, no weights."""
     spec = resolve_spec(model_cfg)
     spec.pop("backbone_path", None)

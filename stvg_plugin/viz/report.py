@@ -102,14 +102,14 @@ def write_report(
     """Write the report into ``out_dir``; returns ``{name: path}`` (``index`` is the HTML page).
 
     ``per_query``: rows with ``qid``, ``tIoU``, ``vIoU`` (as from ``stvg evaluate``'s
-    per_query.jsonl); computed with ``evaluate`` (``protocol``, default tubedetr) when omitted.
+    per_query.jsonl); computed with ``evaluate`` (``protocol``, default: ``metrics.default_protocol()``) when omitted.
     ``render_worst``: also render that many worst queries to GIFs under ``out_dir/renders``.
     """
-    from stvg_plugin.metrics import evaluate
+    from stvg_plugin.metrics import default_protocol, evaluate
 
     queries = list(queries)
     preds_list = list(predictions)
-    protocol = protocol or "tubedetr"
+    protocol = protocol or default_protocol()
     summary: dict[str, Any] = {}
     if per_query is None:
         res = evaluate(queries, preds_list, protocol=protocol)

@@ -5,7 +5,8 @@ A family (``qwen2_5_vl.py``, ``qwen3_vl.py``, ``internvl.py``, ``llava_onevision
 class, the prompt style (chat markers, per-frame placeholder, coordinate instruction), how frames
 and timestamps are given, the coordinate convention of its answers (with where it is documented),
 and a builder of a tiny random checkpoint for tests. Adding a family = adding one module here and
-its name to :data:`FAMILY_MODULES`.
+its name to :data:`FAMILY_MODULES` (or, outside the package, any module that calls
+:func:`register_family`), plus ``conf/model/prompted_<name>_tiny.yaml`` (docs/EXTENDING.md).
 
 Frames always go in as separate images, each labelled with its timestamp in the text ("Frame k at
 t s: <image>"): every family then sees the same frames with their times, and transformers' video
@@ -14,7 +15,6 @@ processors (which need torchvision, absent here) are never used.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 from stvg_plugin.data import StvgError
 from stvg_plugin.prompts import PromptStyle
+from stvg_plugin.util.registry import Registry
 
 FAMILY_MODULES = ("qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision")
 
@@ -84,32 +85,21 @@ def _image_only(cls: type) -> type:
     return _IMAGE_ONLY[cls]
 
 
-_REGISTRY: dict[str, FamilySpec] = {}
-
-
-def register_family(spec: FamilySpec) -> FamilySpec:
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _load_all() -> None:
-    for name in FAMILY_MODULES:
-        if name not in _REGISTRY:
-            importlib.import_module(f"{__name__}.{name}")
-
-
-def family_names() -> tuple[str, ...]:
-    _load_all()
-    return tuple(_REGISTRY)
+_FAMILIES: Registry[FamilySpec] = Registry(  # a built-in family's module is named after it
+    "model family", StvgError, tuple(f"{__name__}.{name}" for name in FAMILY_MODULES),
+    origin=lambda spec: f"{__name__}.{spec.name}",
+)
+register_family = _FAMILIES.register  # also from a module outside this package (docs/EXTENDING.md)
+unregister_family = _FAMILIES.unregister
+family_names = _FAMILIES.names
 
 
 def get_family(name: str) -> FamilySpec:
     """The family called ``name``; a clear error lists the known ones."""
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise StvgError(f"unknown model family {name!r}; known: {sorted(_REGISTRY)}") from None
+    spec = _FAMILIES.lookup(name)
+    if spec is None:
+        raise StvgError(f"unknown model family {name!r}; known: {sorted(family_names())}")
+    return spec
 
 
 #: model types of remote-code releases of supported families, and what to load instead
@@ -122,11 +112,11 @@ REMOTE_CODE_FORMATS = {
 
 def family_for_model_type(model_type: str, path: Any = None) -> FamilySpec:
     """The family that accepts a checkpoint's ``config.model_type``."""
-    _load_all()
-    for spec in _REGISTRY.values():
+    specs = _FAMILIES.specs()
+    for spec in specs:
         if model_type in spec.model_types:
             return spec
-    accepted = sorted(t for s in _REGISTRY.values() for t in s.model_types)
+    accepted = sorted(t for s in specs for t in s.model_types)
     where = f"{path}: " if path is not None else ""
     hint = f" ({REMOTE_CODE_FORMATS[model_type]})" if model_type in REMOTE_CODE_FORMATS else ""
     raise StvgError(f"{where}model_type {model_type!r} is not supported by the prompted backend{hint} "
