@@ -199,20 +199,25 @@ def test_stvg_evaluate_cli_reads_logged_predictions(spacevllm_run: dict, data: d
         assert _same_mean(results[f"{name},none"], summary[name], summary["num_queries"]), name
 
 
-def test_stvg_prompted_tiny_qwen(data: dict) -> None:
-    from stvg_plugin.models.prompted import build_tiny_prompted
-
-    ckpt = build_tiny_prompted(data["root"] / "tiny_qwen", seed=0)
-    out = data["root"] / "out_prompted"
+def _run_stvg_prompted(data: dict, ckpt, out_name: str, model_args: str) -> tuple[Path, list]:
+    """``stvg_prompted`` on the synthetic task through the real CLI; returns (output dir, logged predictions)."""
+    out = data["root"] / out_name
     proc = _stvg_lmms(
-        ["--model", "stvg_prompted", "--model_args", f"pretrained={ckpt},num_frames=2,max_new_tokens=24",
+        ["--model", "stvg_prompted", "--model_args", f"pretrained={ckpt},num_frames=2,{model_args}",
          "--tasks", "stvg_synthetic", "--output_path", str(out), "--log_samples"],
         data["env"],
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, list(read_samples(find_samples(out, "stvg_synthetic")[0]))
+
+
+def test_stvg_prompted_tiny_qwen(data: dict) -> None:
+    from stvg_plugin.models.prompted import build_tiny_prompted
+
+    ckpt = build_tiny_prompted(data["root"] / "tiny_qwen", seed=0)
+    out, preds = _run_stvg_prompted(data, ckpt, "out_prompted", "max_new_tokens=24")
     results = _results(out)["results"]["stvg_synthetic"]
     queries = load_benchmark("unified", str(data["synth"] / "annotations.jsonl"))
-    preds = list(read_samples(find_samples(out, "stvg_synthetic")[0]))
     summary = evaluate(queries, preds).summary
     for name in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"):
         assert _same_mean(results[f"{name},none"], summary[name], len(queries)), name
@@ -226,14 +231,7 @@ def test_stvg_prompted_other_families_with_a_recipe(data: dict) -> None:
     from stvg_plugin.models.prompted import build_tiny_prompted
 
     ckpt = build_tiny_prompted(data["root"] / "tiny_llava_ov", seed=0, family="llava_onevision")
-    out = data["root"] / "out_prompted_llava_ov"
-    proc = _stvg_lmms(
-        ["--model", "stvg_prompted", "--model_args", f"pretrained={ckpt},num_frames=2,max_new_tokens=16,recipe=stvg_o1",
-         "--tasks", "stvg_synthetic", "--output_path", str(out), "--log_samples"],
-        data["env"],
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    preds = list(read_samples(find_samples(out, "stvg_synthetic")[0]))
+    _, preds = _run_stvg_prompted(data, ckpt, "out_prompted_llava_ov", "max_new_tokens=16,recipe=stvg_o1")
     good = [p for p in preds if p.error is None]
     assert good and all(p.extra["backend"] == "prompted:llava_onevision" for p in good)
 
