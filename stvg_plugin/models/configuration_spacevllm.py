@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from stvg_plugin.models.losses import DEFAULT_LOSS_WEIGHTS
 from stvg_plugin.models.space_decoder import DECODER_BOX_HEADS
 from stvg_plugin.prompts import (
     CORE_BOX_TEXT_TEMPLATE,
@@ -49,21 +50,26 @@ class SpaceVLLMConfig(PreTrainedConfig):
       ``projected`` (the projector output fed to the LLM) or ``patches`` (the projector output on the
       backbone's finest grid, before pooling: 4x the tokens on LLaVA-OneVision, so the box head
       localises on an 8x8 instead of a 4x4 grid at 64 px; equal to ``projected`` on Qwen2.5-VL).
-    * ``decoder_box_head``: ``reference`` (2-D position code on the visual tokens + soft-argmax box
+    * Two different "box head" switches (names kept: they are checkpoint config keys):
+      ``box_head`` says *where the boxes come from*: ``decoder`` (the space decoder regresses them) or
+      ``text`` (ablation: the LLM writes one box per frame in its answer). ``decoder_box_head`` says
+      *how the space decoder regresses* them (used when ``box_head="decoder"``; the module is
+      ``space_decoder.box_head``): ``reference`` (2-D position code on the visual tokens + soft-argmax box
       centre over the frame's token grid; learns from scratch) or ``mlp`` (MLP on the query state only,
       the first design; its boxes stayed at the mean box on CPU from scratch).
     * ``decoder_text_match``: add a text-conditioned linear score per visual token (and its frame
       maximum to the relevance logit); off in checkpoints saved before it existed.
     * ``decoder_temporal``: a depthwise space-time convolution over the frames' token grids in the
       decoder (reference head), so motion ("moving left") is visible per token; off by default.
-    * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
+    * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text`` (above).
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}`` from 0, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``; defaults and the frame
       numbering convention in :mod:`stvg_plugin.prompts` (``CORE_*``).
-    * loss weights for the trainer: ``loss_l1_weight`` (5), ``loss_giou_weight`` (2) (DETR defaults,
-      assumed in the notes), ``loss_relevance_weight``, ``loss_lm_weight``, ``loss_centre_weight``
-      (0 = off: cross-entropy of the reference head's per-token scores towards the GT centre, split
-      bilinearly over its nearest token cells).
+    * loss weights of a plain ``model(inputs)`` call (the trainer passes its own ``trainer.loss_weights``;
+      both default to :data:`~stvg_plugin.models.losses.DEFAULT_LOSS_WEIGHTS`): ``loss_l1_weight`` (5),
+      ``loss_giou_weight`` (2) (DETR defaults, assumed in the notes), ``loss_relevance_weight``,
+      ``loss_lm_weight``, ``loss_centre_weight`` (0 = off: cross-entropy of the reference head's
+      per-token scores towards the GT centre, split bilinearly over its nearest token cells).
     """
 
     model_type: ClassVar[str] = "spacevllm"
@@ -85,11 +91,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_layers: int = 1
     decoder_mlp_ratio: int = 2
     decoder_visual_source: str = "hidden"
-    decoder_box_head: str = "reference"
+    decoder_box_head: str = "reference"  # how the space decoder regresses boxes (reference | mlp)
     decoder_text_match: bool = False
     decoder_temporal: bool = False
     span_source: str = "combined"
-    box_head: str = "decoder"
+    box_head: str = "decoder"  # where the boxes come from (decoder | text)
     relevance_threshold: float = 0.5
     max_new_tokens: int = 24
     max_new_tokens_text_boxes: int = 1024
@@ -98,11 +104,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
     frame_suffix: str = CORE_FRAME_SUFFIX
     instruction_template: str = CORE_INSTRUCTION_TEMPLATE
     box_text_template: str = CORE_BOX_TEXT_TEMPLATE
-    loss_lm_weight: float = 1.0
-    loss_l1_weight: float = 5.0
-    loss_giou_weight: float = 2.0
-    loss_relevance_weight: float = 1.0
-    loss_centre_weight: float = 0.0
+    loss_lm_weight: float = DEFAULT_LOSS_WEIGHTS["lm"]
+    loss_l1_weight: float = DEFAULT_LOSS_WEIGHTS["l1"]
+    loss_giou_weight: float = DEFAULT_LOSS_WEIGHTS["giou"]
+    loss_relevance_weight: float = DEFAULT_LOSS_WEIGHTS["relevance"]
+    loss_centre_weight: float = DEFAULT_LOSS_WEIGHTS["centre"]
     initializer_range: float = 0.02
     seed: int = 0
     trust_remote_code: bool = False
