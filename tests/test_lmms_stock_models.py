@@ -18,11 +18,12 @@ import pytest
 from close import isclose
 from vision_venv import vision_env, vision_python
 
-from lmms_tasks.common import BOX_SCALE_TEXT
 from lmms_tasks.results import find_samples, read_samples
 from stvg_plugin.adapters import load_benchmark
 from stvg_plugin.metrics import evaluate
+from stvg_plugin.models.families import get_family
 from stvg_plugin.models.prompted import build_tiny_prompted
+from stvg_plugin.prompts import STOCK_BOX_SCALE_TEXT
 from stvg_plugin.synth import generate_synthetic
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,10 @@ def test_stock_lmms_model_runs_the_stvg_task_with_its_prompt_variant(model: str,
     samples = [json.loads(line) for line in samples_file.read_text().splitlines() if line.strip()]
     assert len(samples) == len(queries)
     some = queries[0]
-    asked = BOX_SCALE_TEXT[ASKED_SCALE[model]].format(width=some.width, height=some.height)
+    height, width = some.height, some.width
+    if model == "qwen2_5_vl":  # told the size of its smart-resized input (the stock model's pixel defaults)
+        height, width = get_family("qwen2_5_vl").answer_frame_size(height, width, min_pixels=200704, max_pixels=1605632)
+    asked = STOCK_BOX_SCALE_TEXT[ASKED_SCALE[model]].format(width=width, height=height)
     for sample in samples:
         assert asked in sample["input"], sample["input"]  # lmms-eval picked this model's prompt variant
         prediction = sample["queries"]["prediction"]
