@@ -10,7 +10,10 @@ Steps (each one the real command, printed as it runs, so the numbers can be repr
 3. ``stvg predict checkpoint=.../final`` on the held-out videos;
 4. ``stvg_plugin.metrics.evaluate`` (tubedetr protocol) of the model, of seeded random predictions
    (chance) and, unless ``--no-ablation``, of the same run with boxes written as text by the LLM
-   (``model.box_head=text``, SpaceVLLM's decoder removed from the box path).
+   (``model.box_head=text``, SpaceVLLM's decoder removed from the box path);
+5. does the model read each word? scores per group of queries by the attribute they need besides the
+   shape (colour-needed, motion-needed, ...), and the word-swap test: the fraction of queries whose box
+   moves when their colour (shape) word is swapped for another (``stvg_plugin.training.attribute_probe``).
 Prints a table and writes ``results.json`` into ``--out``.
 """
 
@@ -26,6 +29,7 @@ from pathlib import Path
 from stvg_plugin.data import read_predictions, read_queries
 from stvg_plugin.metrics import evaluate
 from stvg_plugin.synth import generate_synthetic
+from stvg_plugin.training.attribute_probe import attribute_scores, word_swap_test
 from stvg_plugin.training.baselines import random_predictions
 
 KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
@@ -67,8 +71,20 @@ def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra:
     predict_s = stvg(["predict", f"checkpoint={run / 'final'}", f"annotations={val_ann}",
                       f"output_dir={run / 'predict_val'}", "model.span_source=relevance", *predict_extra])
     preds = read_predictions(run / "predict_val" / "predictions.jsonl")
-    return {"scores": scores(read_queries(val_ann), preds), "train_s": train_s, "predict_s": predict_s,
-            "overrides": overrides}
+    val = read_queries(val_ann)
+    return {"scores": scores(val, preds), "train_s": train_s, "predict_s": predict_s, "overrides": overrides,
+            "by_attribute": attribute_scores(val, preds), "word_swap": word_swap(run / "final", val)}
+
+
+def word_swap(checkpoint: Path, queries) -> dict:
+    """The word-swap test of ``attribute_probe`` on a saved checkpoint (in this process: no command for it)."""
+    import torch
+
+    from stvg_plugin.models.grounder import load_grounder
+
+    torch.set_num_threads(2)
+    grounder = load_grounder({"preset": "spacevllm_tiny", "span_source": "relevance"}, checkpoint)
+    return word_swap_test(lambda batch: grounder.predict(batch, progress=False), queries)
 
 
 def main() -> None:
@@ -110,6 +126,13 @@ def main() -> None:
             r = results[key]
             print(f"{labels[key]:<28}" + "".join(f"{r['scores'][k]:>10.3f}" for k in KEYS)
                   + f"{r.get('train_s', ''):>10}")
+    for key in ("model", "text_boxes"):
+        if key in results:
+            groups = results[key]["by_attribute"]
+            print(f"{labels[key]}: m_vIoU by needed attribute: "
+                  + ", ".join(f"{g} {v['m_vIoU']:.3f} (n={v['n']})" for g, v in groups.items())
+                  + "; box moves when swapping the word: "
+                  + ", ".join(f"{k} {v['moved']:.0%} of {v['n']}" for k, v in results[key]["word_swap"].items()))
     print(f"\nwrote {out / 'results.json'} (total {results['total_s']} s)")
 
 

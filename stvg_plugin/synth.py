@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from stvg_plugin.data import GroundingQuery, StvgError, write_queries
+from stvg_plugin.util.progress import progress_bar
 from stvg_plugin.video import write_video
 
 SHAPES = ("circle", "square", "triangle")
@@ -120,8 +121,13 @@ def _collides(a: SynthObject, b: SynthObject, num_frames: int, margin: int = 2) 
     return False
 
 
-def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator) -> str:
-    """Shortest unique description most of the time, a longer unique one otherwise (variety)."""
+def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator) -> tuple[str, list[str]]:
+    """Shortest unique description most of the time, a longer unique one otherwise (variety).
+
+    Returns the text and the attributes it *needs*: those named whose word, dropped, would leave
+    another object of the video fitting the description (per-attribute analyses of a model, e.g.
+    "does it read colour words", group queries by these; examples/learnability.md).
+    """
 
     def matches(obj: SynthObject, attrs: tuple[str, ...], ref: SynthObject) -> bool:
         return obj.shape == ref.shape and all(getattr(obj, a) == getattr(ref, a) for a in attrs)
@@ -141,7 +147,8 @@ def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator)
     words.append(ref.shape)
     if "motion" in attrs:
         words.append(_MOTION_PHRASE[ref.motion])
-    return " ".join(words)
+    needed = [a for a in attrs if sum(matches(o, tuple(b for b in attrs if b != a), ref) for o in objects) > 1]
+    return " ".join(words), needed
 
 
 def _make_objects(
@@ -225,7 +232,7 @@ def _make_video(
     video_path = out / f"video_{v:04d}.mp4"
     write_video(video_path, render_frames(objects, background, num_frames), fps, threads=1)
     return [
-        _to_query(v, q, obj, _describe(q, objects, rng), video_path, fps, num_frames, width, height)
+        _to_query(v, q, obj, *_describe(q, objects, rng), video_path, fps, num_frames, width, height)
         for q, obj in enumerate(objects[:num_targets])
     ]
 
@@ -245,12 +252,13 @@ def generate_synthetic(
     noise: float = 6.0,
     write_hcstvg_json: bool = True,
     workers: int = 1,
+    progress: bool = False,
 ) -> Path:
     """Write ``video_XXXX.mp4`` files, ``annotations.jsonl`` (unified) and ``hcstvg.json`` into ``output_dir``.
 
     Returns the path of ``annotations.jsonl`` (byte-identical for a seed, whatever ``workers``; see
     the module docstring for the videos). ``workers`` > 1 renders and encodes videos in that many
-    processes (``make demo`` writes 1 500+ videos).
+    processes (``make demo`` writes 1 500+ videos). ``progress``: a bar over the videos written.
     """
     if num_videos < 1:
         raise ValueError(f"num_videos must be >= 1, got {num_videos}")
@@ -268,15 +276,19 @@ def generate_synthetic(
         span_fraction=span_fraction, noise=noise,
     )  # fmt: skip
     queries: list[GroundingQuery] = []
+    bar = progress_bar(total=num_videos, desc=f"synthesizing {out.name}", unit="video", disable=not progress)
     if workers <= 1 or num_videos < 2 * workers:
         for v in range(num_videos):
             queries.extend(make(v))
+            bar.update()
     else:  # each video has its own rng, so the result does not depend on who draws it
         import multiprocessing
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for video_queries in pool.map(make, range(num_videos), chunksize=16):
                 queries.extend(video_queries)
+                bar.update()
+    bar.close()
     annotations = out / "annotations.jsonl"
     write_queries(annotations, queries, relative_to=str(out))
     if write_hcstvg_json:
@@ -287,7 +299,8 @@ def generate_synthetic(
 
 
 def _to_query(
-    v: int, q: int, obj: SynthObject, text: str, video_path: Path, fps: float, num_frames: int, width: int, height: int
+    v: int, q: int, obj: SynthObject, text: str, needed: list[str], video_path: Path, fps: float, num_frames: int,
+    width: int, height: int,
 ) -> GroundingQuery:
     boxes = {f: [float(c) for c in obj.box_at(f)] for f in range(obj.start, obj.end)}
     fps_value = float(Fraction(fps).limit_denominator(1001))
@@ -312,6 +325,7 @@ def _to_query(
                 "size": obj.size,
                 "motion": obj.motion,
                 "rgb": list(COLOURS[obj.colour]),
+                "needed": needed,
             }
         },
     )

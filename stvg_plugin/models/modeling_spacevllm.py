@@ -125,6 +125,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             box_head=config.decoder_box_head,
             text_match=config.decoder_text_match,
             temporal=config.decoder_temporal,
+            text_embeddings=config.decoder_text_source == "hidden+embedding",
         )
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
@@ -186,6 +187,13 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         embeds = embeds.index_put((layout.positions(QUERY).to(device),), queries)
         position_ids, next_position = self.backbone.prefix_position_ids(layout.kinds.to(device), pixel_inputs)
         return embeds[None], position_ids, next_position, layout, features
+
+    def _decoder_text_embeds(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """The input embeddings of the referring-text tokens ``ids`` [B, L] when the decoder reads them
+        (``decoder_text_source="hidden+embedding"``), else ``None``."""
+        if self.config.decoder_text_source != "hidden+embedding":
+            return None
+        return self.backbone.embed_text(ids)
 
     def _text_positions(self, start: int, n: int, like: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(start, start + n, device=self.st_query_embed.weight.device)[None]
@@ -405,6 +413,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 prefix.query_states[None],
                 hidden[k, : lengths[k]][ins.query_mask.to(device)][None],
                 grid_hw=prefix.visual_grid,
+                text_embeds=self._decoder_text_embeds(ins.input_ids[ins.query_mask].to(device)[None]),
             )
             boxes.append(decoded.boxes[0].float().cpu().numpy())
             relevance.append(decoded.relevance_logits[0].float().cpu().numpy())
@@ -507,7 +516,8 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             text_states = hidden[lp : lp + n_instr][ex.instruction.query_mask.to(device)]
             visual, grid_hw = self._decoder_visual(hidden, layout, features)
             decoded = self.space_decoder(
-                visual[None], hidden[layout.positions(QUERY).to(device)][None], text_states[None], grid_hw=grid_hw
+                visual[None], hidden[layout.positions(QUERY).to(device)][None], text_states[None], grid_hw=grid_hw,
+                text_embeds=self._decoder_text_embeds(ex.instruction.input_ids[ex.instruction.query_mask].to(device)[None]),
             )
             boxes.append(decoded.boxes)
             logits.append(decoded.relevance_logits)
