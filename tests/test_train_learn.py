@@ -21,7 +21,7 @@ from stvg_plugin.training.baselines import random_predictions
 SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6.0), "write_hcstvg_json": False}
 MODEL = {"preset": "spacevllm_tiny", "num_frames": 16, "span_source": "relevance", "decoder_visual_source": "patches",
          "decoder_temporal": True, "decoder_text_match": True}
-TRAINER = {"max_steps": 400, "lr": 3e-3, "grad_accum": 4, "warmup_steps": 20, "num_threads": 1, "num_workers": 1,
+TRAINER = {"max_steps": 400, "lr": 3e-3, "batch_size": 4, "grad_accum": 1, "warmup_steps": 20, "num_threads": 1, "num_workers": 1,
            "max_grad_norm": 5.0, "device": "cpu", "loss_weights": {"lm": 0.3, "centre": 5.0}}
 
 

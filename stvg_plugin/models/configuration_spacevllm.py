@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from stvg_plugin.models.losses import DEFAULT_LOSS_WEIGHTS
 from stvg_plugin.models.space_decoder import DECODER_BOX_HEADS
 
 SPAN_SOURCES = ("text", "relevance", "combined")
@@ -58,10 +59,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
-    * loss weights for the trainer: ``loss_l1_weight`` (5), ``loss_giou_weight`` (2) (DETR defaults,
-      assumed in the notes), ``loss_relevance_weight``, ``loss_lm_weight``, ``loss_centre_weight``
-      (0 = off: cross-entropy of the reference head's per-token scores towards the GT centre, split
-      bilinearly over its nearest token cells).
+    * loss weights of a plain ``model(inputs)`` call (the trainer passes its own ``trainer.loss_weights``;
+      both default to :data:`~stvg_plugin.models.losses.DEFAULT_LOSS_WEIGHTS`): ``loss_l1_weight`` (5),
+      ``loss_giou_weight`` (2) (DETR defaults, assumed in the notes), ``loss_relevance_weight``,
+      ``loss_lm_weight``, ``loss_centre_weight`` (0 = off: cross-entropy of the reference head's
+      per-token scores towards the GT centre, split bilinearly over its nearest token cells).
     """
 
     model_type: ClassVar[str] = "spacevllm"
@@ -97,11 +99,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
     frame_suffix: str = "\n"
     instruction_template: str = "Find {query}. When is it visible?<|im_end|>\n<|im_start|>assistant\n"
     box_text_template: str = "frame {index}: [{x1:.2f}, {y1:.2f}, {x2:.2f}, {y2:.2f}]"
-    loss_lm_weight: float = 1.0
-    loss_l1_weight: float = 5.0
-    loss_giou_weight: float = 2.0
-    loss_relevance_weight: float = 1.0
-    loss_centre_weight: float = 0.0
+    loss_lm_weight: float = DEFAULT_LOSS_WEIGHTS["lm"]
+    loss_l1_weight: float = DEFAULT_LOSS_WEIGHTS["l1"]
+    loss_giou_weight: float = DEFAULT_LOSS_WEIGHTS["giou"]
+    loss_relevance_weight: float = DEFAULT_LOSS_WEIGHTS["relevance"]
+    loss_centre_weight: float = DEFAULT_LOSS_WEIGHTS["centre"]
     initializer_range: float = 0.02
     seed: int = 0
     trust_remote_code: bool = False

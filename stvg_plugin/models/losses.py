@@ -36,21 +36,25 @@ def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torc
     return iou - (hull - union) / (hull + eps)
 
 
+def _per_example_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` ``[..., T]`` over the frames where ``mask`` is True (0 where none is)."""
+    mask = mask.bool()
+    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(dim=-1)
+    return total / mask.sum(dim=-1).clamp(min=1).to(values.dtype)
+
+
 def box_losses(pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor, in_span: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean L1 and ``1 - GIoU`` over frames with ``in_span`` True (normalised cxcywh, ``[..., T, 4]``).
 
-    With no frame in span both losses are an exact zero that still carries a graph (so a trainer can
-    always call ``backward``).
+    One value per example: the mean runs over the frame axis ``T`` only, so ``[B, T, 4]`` boxes give
+    ``[B]`` losses, each equal to that example's loss computed alone. An example with no frame in span
+    gets an exact zero that still carries a graph (so a trainer can always call ``backward``).
     """
     mask = in_span.bool()
-    count = mask.sum()
-    if int(count) == 0:
-        zero = pred_cxcywh.sum() * 0.0
-        return {"loss_l1": zero, "loss_giou": zero}
-    p, g = pred_cxcywh[mask], gt_cxcywh[mask].to(pred_cxcywh.dtype)
-    l1 = F.l1_loss(p, g, reduction="sum") / count
-    giou = generalized_iou(cxcywh_to_xyxy(p), cxcywh_to_xyxy(g))
-    return {"loss_l1": l1, "loss_giou": (1.0 - giou).sum() / count}
+    g = gt_cxcywh.to(pred_cxcywh.dtype)
+    l1 = (pred_cxcywh - g).abs().sum(dim=-1)
+    giou = generalized_iou(cxcywh_to_xyxy(pred_cxcywh), cxcywh_to_xyxy(g))
+    return {"loss_l1": _per_example_mean(l1, mask), "loss_giou": _per_example_mean(1.0 - giou, mask)}
 
 
 def centre_targets(gt_cxcywh: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
@@ -76,53 +80,62 @@ def centre_targets(gt_cxcywh: torch.Tensor, grid_hw: tuple[int, int]) -> torch.T
 def centre_loss(
     token_logits: torch.Tensor, grid_hw: tuple[int, int], gt_cxcywh: torch.Tensor, in_span: torch.Tensor
 ) -> torch.Tensor:
-    """Cross-entropy of per-token scores ``[..., T, P]`` towards :func:`centre_targets`, in-span frames only.
+    """Cross-entropy of per-token scores ``[..., T, P]`` towards :func:`centre_targets`, in-span frames only
+    (mean over the frame axis: one value per example, as :func:`box_losses`).
 
     Why: the reference head's box centre is a soft-argmax over these scores; through L1/GIoU alone the
     choice of *which* object gets a weak, late gradient (the centre moves by a fraction of a cell). A
     direct target on the tokens (CenterNet's idea) says it outright; a one-hot cell target instead
     would pin the centre to cell centres (half a cell of error on a coarse grid).
     """
-    mask = in_span.bool()
-    if int(mask.sum()) == 0:
-        return token_logits.sum() * 0.0
-    target = centre_targets(gt_cxcywh[mask].to(token_logits.device), grid_hw)
-    return -(target * token_logits[mask].float().log_softmax(dim=-1)).sum(dim=-1).mean()
+    target = centre_targets(gt_cxcywh.to(token_logits.device), grid_hw)
+    cross_entropy = -(target * token_logits.float().log_softmax(dim=-1)).sum(dim=-1)
+    return _per_example_mean(cross_entropy, in_span.bool())
 
 
 def relevance_loss(logits: torch.Tensor, in_span: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """BCE of per-frame relevance logits against "frame inside the GT span"."""
+    """BCE of per-frame relevance logits ``[..., T]`` against "frame inside the GT span" (mean over ``T``,
+    or over the ``valid`` frames)."""
     target = in_span.to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     if valid is None:
-        return loss.mean()
-    valid = valid.to(logits.dtype)
-    return (loss * valid).sum() / valid.sum().clamp(min=1.0)
+        return loss.mean(dim=-1)
+    return _per_example_mean(loss, valid.bool())
 
 
-def grounding_loss(
+#: the loss terms a training step sums, and their default weights: the one place they are set (the model
+#: config's ``loss_*_weight`` fields and the trainer's ``loss_weights`` default to these)
+LOSS_KEYS = ("lm", "l1", "giou", "relevance", "centre")
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0, "centre": 0.0}
+
+
+def grounding_losses(
     pred_cxcywh: torch.Tensor,
     relevance_logits: torch.Tensor,
     gt_cxcywh: torch.Tensor,
-    in_span: torch.Tensor,
+    box_mask: torch.Tensor,
+    relevance_target: torch.Tensor,
     *,
-    l1_weight: float = 5.0,
-    giou_weight: float = 2.0,
-    relevance_weight: float = 1.0,
-    centre_weight: float = 0.0,
     token_logits: torch.Tensor | None = None,
     grid_hw: tuple[int, int] | None = None,
+    frame_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All decoder losses and their weighted sum under ``loss`` (the LM loss is added by the caller).
+    """The decoder's loss terms per example (``[B]`` each, keys ``l1``, ``giou``, ``relevance``, ``centre``).
 
-    ``loss_centre`` is there when ``token_logits`` (and their ``grid_hw``) are given.
+    Box terms over the frames of ``box_mask`` (in span with a GT box), the relevance BCE over all frames
+    against ``relevance_target`` (frame inside the GT span); ``centre`` is there when ``token_logits``
+    (and their ``grid_hw``) are given. ``frame_mask`` ``[B, T]``: the real frames of examples padded to the
+    batch's longest (the relevance mean runs over those only; padded frames are outside ``box_mask``).
     """
-    parts = box_losses(pred_cxcywh, gt_cxcywh, in_span)
-    parts["loss_relevance"] = relevance_loss(relevance_logits, in_span)
-    parts["loss"] = (
-        l1_weight * parts["loss_l1"] + giou_weight * parts["loss_giou"] + relevance_weight * parts["loss_relevance"]
-    )
+    parts = box_losses(pred_cxcywh, gt_cxcywh, box_mask)
+    out = {"l1": parts["loss_l1"], "giou": parts["loss_giou"],
+           "relevance": relevance_loss(relevance_logits, relevance_target.to(relevance_logits.device), frame_mask)}
     if token_logits is not None and grid_hw is not None:
-        parts["loss_centre"] = centre_loss(token_logits, grid_hw, gt_cxcywh, in_span)
-        parts["loss"] = parts["loss"] + centre_weight * parts["loss_centre"]
-    return parts
+        out["centre"] = centre_loss(token_logits, grid_hw, gt_cxcywh, box_mask)
+    return out
+
+
+def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """``sum_k weights[k] * losses[k]`` over :data:`LOSS_KEYS` present in ``losses``: the one place the terms are summed."""
+    terms = [float(weights[k]) * losses[k] for k in LOSS_KEYS if k in losses]
+    return sum(terms[1:], terms[0])

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from stvg_plugin.models.backbones import QUERY, VISUAL, BackboneAdapter, FrameFe
 from stvg_plugin.models.checkpoint import UnsafeCheckpointError, check_checkpoint_files, check_remote_code
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.decoding import VideoGeometry, build_prediction
-from stvg_plugin.models.losses import grounding_loss
+from stvg_plugin.models.losses import LOSS_KEYS, grounding_losses, weighted_total
 from stvg_plugin.models.processing_spacevllm import InstructionTokens, PrefixLayout, SpaceVLLMProcessor
 from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder
 
@@ -80,20 +80,35 @@ class GroundingInputs:
     instruction: InstructionTokens
     answer_ids: torch.Tensor | None = None
     gt_boxes: torch.Tensor | None = None  # [T, 4] normalised cxcywh at the sampled frames
-    in_span: torch.Tensor | None = None  # [T] bool, sampled frame inside the GT span
+    in_span: torch.Tensor | None = None  # [T] bool, sampled frame inside the GT span with a GT box (box losses)
     geometry: VideoGeometry | None = None
+    #: [T] float, sampled frame inside the GT span (relevance target; ``None``: ``in_span``). Differs from
+    #: ``in_span`` where a span frame has no box, and for ``tvg`` samples (span, no boxes)
+    relevance_target: torch.Tensor | None = None
 
 
 @dataclass
 class SpaceVLLMOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    loss_lm: torch.Tensor | None = None
-    losses: dict[str, torch.Tensor] | None = None
+    """The training forward's tensors. Examples with fewer frames than the longest (a one-frame ``rec``
+    sample beside 16-frame videos) are padded at the end of ``T``; ``frame_mask`` marks the real frames."""
+
+    loss: torch.Tensor | None = None  # the weighted sum of the terms, mean over the examples
+    loss_lm: torch.Tensor | None = None  # mean over the examples with an answer
+    losses: dict[str, torch.Tensor] | None = None  # "loss_<term>": each term's mean over the examples
+    example_losses: dict[str, torch.Tensor] | None = None  # "<term>" and "total": [B] per example
     pred_boxes: torch.Tensor | None = None  # [B, T, 4] normalised cxcywh
     relevance_logits: torch.Tensor | None = None  # [B, T]
     answer_logits: list[torch.Tensor] | None = field(default=None)
     token_logits: torch.Tensor | None = None  # [B, T, P] reference head's per-token scores
     token_grid: tuple[int, int] | None = None  # their (rows, cols)
+    frame_mask: torch.Tensor | None = None  # [B, T] bool: real (not padded) frames
+
+
+def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """``x`` ``[T, ...]`` zero-padded at the end to ``frames`` rows (the batch's longest video)."""
+    if x.shape[0] == frames:
+        return x
+    return torch.cat([x, x.new_zeros(frames - x.shape[0], *x.shape[1:])])
 
 
 class SpaceVLLMPreTrainedModel(PreTrainedModel):
@@ -169,11 +184,13 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
 
     # ------------------------------------------------------------------ prefix
     def _prefix_embeddings(
-        self, pixel_inputs: dict[str, torch.Tensor], timestamps: np.ndarray
+        self, pixel_inputs: dict[str, torch.Tensor], timestamps: np.ndarray, features: FrameFeatures | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, int, PrefixLayout, FrameFeatures]:
-        """Visual tokens + query tokens + timestamp text, as ``inputs_embeds`` ``[1, L, D]``."""
+        """Visual tokens + query tokens + timestamp text, as ``inputs_embeds`` ``[1, L, D]``
+        (``features``: the frames' already computed :class:`FrameFeatures`, else the vision tower runs)."""
         proc = self._require_processor()
-        features = self.backbone.frame_features(pixel_inputs)
+        if features is None:
+            features = self.backbone.frame_features(pixel_inputs)
         visual = features.tokens  # [T, P, D]
         t, p, d = visual.shape
         if t > self.config.max_frames:
@@ -484,79 +501,210 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             inputs.gt_boxes, inputs.in_span = gt, in_span
         return inputs
 
-    def forward(self, inputs: GroundingInputs | Sequence[GroundingInputs]) -> SpaceVLLMOutput:
-        """Teacher-forced pass: LM loss on the answer tokens only + decoder boxes/relevance per frame.
+    def forward(
+        self, inputs: GroundingInputs | Sequence[GroundingInputs], loss_weights: Mapping[str, float] | None = None
+    ) -> SpaceVLLMOutput:
+        """Teacher-forced pass over a micro-batch: LM loss on the answer tokens + decoder boxes/relevance per frame.
 
-        One sequence per example (frames differ in length across videos; a tiny model trains with a
-        batch of 1-4 on CPU), outputs stacked. When the inputs carry ``gt_boxes``/``in_span`` the
-        decoder losses (:mod:`losses`) are added with the config's weights into ``loss``.
+        The examples run together: their frames through the vision tower in one call, their sequences
+        (prefix + instruction + answer; lengths differ) right-padded into one LLM batch (each keeps its
+        own positions, M-RoPE's 3-D ones included; a causal model never lets a real token see the pads
+        after it, see :meth:`_run_padded`), the space decoder once per group of examples with the same frame
+        grid (the query texts padded, ``text_pad``), and every loss term computed per example in one
+        vectorised call (:func:`losses.grounding_losses`). Each example's outputs and losses equal a
+        forward of that example alone, to float rounding (tests/test_model_batched_train.py).
+
+        Losses, when every example carries ``gt_boxes``/``in_span``: each term per example
+        (``example_losses``; an example without an answer, ``rec``, has LM term 0), weighted by
+        ``loss_weights`` (keys :data:`losses.LOSS_KEYS`; default: the config's ``loss_*_weight``) and
+        summed once (:func:`losses.weighted_total`); ``loss`` is the mean over the examples, so a batch of
+        B equals B accumulated micro-steps of one example.
         """
         examples = [inputs] if isinstance(inputs, GroundingInputs) else list(inputs)
-        lm_losses, boxes, logits, answer_logits, token_logits = [], [], [], [], []
-        token_grid = None
-        for ex in examples:
-            embeds, prefix_pos, next_position, layout, features = self._prefix_embeddings(
-                ex.pixel_inputs, ex.timestamps
-            )
-            device = embeds.device
+        if not examples:
+            raise ValueError("forward needs at least one example")
+        device = self.st_query_embed.weight.device
+        features = self.backbone.frame_features_many([ex.pixel_inputs for ex in examples])
+        seqs, spans = [], []  # per example: (embeds [L, D], positions [L] | [3, L]), (prefix, instr, answer lengths)
+        layouts = []
+        for ex, feats in zip(examples, features):
+            embeds, prefix_pos, next_position, layout, _ = self._prefix_embeddings(ex.pixel_inputs, ex.timestamps, feats)
             tail = ex.instruction.input_ids.to(device)
-            n_instr = tail.shape[0]
+            n_ans = 0
             if ex.answer_ids is not None:
                 tail = torch.cat([tail, ex.answer_ids.to(device)])
-            all_embeds = torch.cat([embeds, self.backbone.embed_text(tail[None])], dim=1)
+                n_ans = int(ex.answer_ids.shape[0])
+            all_embeds = torch.cat([embeds, self.backbone.embed_text(tail[None])], dim=1)[0]
             positions = torch.cat([prefix_pos, self._text_positions(next_position, tail.shape[0], prefix_pos)], dim=-1)
-            out = self.backbone.language_model(inputs_embeds=all_embeds, position_ids=positions, use_cache=False)
-            hidden = out.last_hidden_state[0]
-            lp = embeds.shape[1]
-            if ex.answer_ids is not None:
-                n_ans = ex.answer_ids.shape[0]
-                ans_logits = self.backbone.lm_head(hidden[lp + n_instr - 1 : lp + n_instr + n_ans - 1]).float()
-                lm_losses.append(F.cross_entropy(ans_logits, ex.answer_ids.to(device)))
-                answer_logits.append(ans_logits)
-            text_states = hidden[lp : lp + n_instr][ex.instruction.query_mask.to(device)]
-            visual, grid_hw = self._decoder_visual(hidden, layout, features)
-            decoded = self.space_decoder(
-                visual[None], hidden[layout.positions(QUERY).to(device)][None], text_states[None], grid_hw=grid_hw,
-                text_embeds=self._decoder_text_embeds(ex.instruction.input_ids[ex.instruction.query_mask].to(device)[None]),
-            )
-            boxes.append(decoded.boxes)
-            logits.append(decoded.relevance_logits)
-            if decoded.token_logits is not None:
-                token_logits.append(decoded.token_logits)
-                token_grid = decoded.grid_hw
-        pred_boxes, relevance_logits = torch.cat(boxes), torch.cat(logits)
-        all_token_logits = torch.cat(token_logits) if token_logits else None
-        loss_lm = torch.stack(lm_losses).mean() if lm_losses else None
-        losses: dict[str, torch.Tensor] = {}
-        if all(ex.gt_boxes is not None and ex.in_span is not None for ex in examples):
-            cfg = self.config
-            losses = grounding_loss(
-                pred_boxes,
-                relevance_logits,
-                torch.stack([ex.gt_boxes for ex in examples]).to(pred_boxes.device),
-                torch.stack([ex.in_span for ex in examples]).to(pred_boxes.device),
-                l1_weight=cfg.loss_l1_weight,
-                giou_weight=cfg.loss_giou_weight,
-                relevance_weight=cfg.loss_relevance_weight,
-                centre_weight=cfg.loss_centre_weight,
-                token_logits=all_token_logits,
-                grid_hw=token_grid,
-            )
-        total = None
-        if loss_lm is not None:
-            total = self.config.loss_lm_weight * loss_lm
-        if losses:
-            total = losses["loss"] if total is None else total + losses["loss"]
-        return SpaceVLLMOutput(
-            loss=total,
+            seqs.append((all_embeds, positions.reshape(-1, positions.shape[-1]) if positions.ndim == 3 else positions[0]))
+            spans.append((int(embeds.shape[1]), int(ex.instruction.input_ids.shape[0]), n_ans))
+            layouts.append(layout)
+        hidden, lengths = self._run_padded(seqs)
+
+        # LM loss: the answer tokens' logits of all examples in one lm_head call, cross-entropy per example
+        rows, cols, targets, owners = [], [], [], []
+        for k, (ex, (lp, n_instr, n_ans)) in enumerate(zip(examples, spans)):
+            if n_ans:
+                rows.append(torch.full((n_ans,), k, dtype=torch.long))
+                cols.append(torch.arange(lp + n_instr - 1, lp + n_instr + n_ans - 1))
+                targets.append(ex.answer_ids)
+                owners.append(k)
+        answer_logits: list[torch.Tensor] = []
+        lm_per_example = hidden.new_zeros(len(examples), dtype=torch.float32)
+        if owners:
+            logits = self.backbone.lm_head(hidden[torch.cat(rows).to(device), torch.cat(cols).to(device)]).float()
+            token_ce = F.cross_entropy(logits, torch.cat(targets).to(device), reduction="none")
+            sizes = [int(t.shape[0]) for t in targets]
+            answer_logits = list(logits.split(sizes))
+            means = torch.stack([ce.mean() for ce in token_ce.split(sizes)])
+            lm_per_example = lm_per_example.index_put((torch.tensor(owners, device=device),), means)
+
+        decoded = self._decode_groups(examples, hidden, lengths, spans, layouts, features)
+        pred_boxes, relevance_logits, token_logits, token_grid, frame_mask = decoded
+        loss_lm = lm_per_example[torch.tensor(owners, device=device)].mean() if owners else None
+        out = SpaceVLLMOutput(
             loss_lm=loss_lm,
-            losses=losses or None,
             pred_boxes=pred_boxes,
             relevance_logits=relevance_logits,
             answer_logits=answer_logits or None,
-            token_logits=all_token_logits,
+            token_logits=token_logits,
             token_grid=token_grid,
+            frame_mask=frame_mask,
         )
+        per_example: dict[str, torch.Tensor] = {"lm": lm_per_example}
+        if all(ex.gt_boxes is not None and ex.in_span is not None for ex in examples):
+            t = pred_boxes.shape[1]
+            gt = torch.stack([_pad_frames(ex.gt_boxes, t) for ex in examples]).to(device)
+            box_mask = torch.stack([_pad_frames(ex.in_span.bool(), t) for ex in examples]).to(device)
+            target = torch.stack([
+                _pad_frames((ex.relevance_target if ex.relevance_target is not None else ex.in_span).float(), t)
+                for ex in examples
+            ]).to(device)
+            per_example.update(grounding_losses(
+                pred_boxes, relevance_logits, gt, box_mask, target,
+                token_logits=token_logits, grid_hw=token_grid, frame_mask=frame_mask,
+            ))
+            weights = dict(loss_weights) if loss_weights is not None else self.loss_weights()
+            per_example["total"] = weighted_total(per_example, weights)
+            out.example_losses = per_example
+            out.losses = {f"loss_{k}": v.mean() for k, v in per_example.items() if k != "total"}
+            out.loss = per_example["total"].mean()
+        elif owners:
+            weights = dict(loss_weights) if loss_weights is not None else self.loss_weights()
+            out.loss = float(weights["lm"]) * loss_lm
+        return out
+
+    def loss_weights(self) -> dict[str, float]:
+        """The config's loss weights, keyed as :data:`losses.LOSS_KEYS`."""
+        return {k: float(getattr(self.config, f"loss_{k}_weight")) for k in LOSS_KEYS}
+
+    #: sequences join a padded LLM batch while they are at least this fraction of its longest one (else a
+    #: new batch): a one-frame ``rec`` sample (~1/10 of a 16-frame video's tokens) is not padded to a video
+    PAD_FILL = 0.75
+
+    def _run_padded(self, seqs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[int]]:
+        """The LLM over sequences of different lengths: ``[B, Lmax, D]`` last-layer states (zeros past a row's end).
+
+        Sequences of similar length (:attr:`PAD_FILL`) run as one batch each, right-padded and with no
+        attention mask: the LM is causal, so a real token attends to keys at or before it only, which are
+        all real; the pads' own states are never read. Without a mask the attention keeps its fused causal
+        kernel (a padding mask sends CPU SDPA to its unfused "math" path, several times slower). A pad
+        takes the positions after its row's last token: with no mask, transformers reads a position reset
+        in 1-D position ids as the start of a packed sequence. The states at real tokens equal the
+        single-example pass (tests/test_model_batched_train.py).
+        """
+        lengths = [int(e.shape[0]) for e, _ in seqs]
+        n_max = max(lengths)
+        order = sorted(range(len(seqs)), key=lambda k: -lengths[k])
+        buckets: list[list[int]] = []
+        for k in order:
+            if buckets and lengths[k] >= self.PAD_FILL * lengths[buckets[-1][0]]:
+                buckets[-1].append(k)
+            else:
+                buckets.append([k])
+        states: list[torch.Tensor] = [None] * len(seqs)  # type: ignore[list-item]
+        for bucket in buckets:
+            n = lengths[bucket[0]]
+            embeds, positions = [], []
+            for k in bucket:
+                e, pos = seqs[k]
+                m = lengths[k]
+                embeds.append(F.pad(e, (0, 0, 0, n - m)))
+                if n > m:
+                    extra = torch.arange(1, n - m + 1, device=pos.device) + pos[..., -1:]
+                    pos = torch.cat([pos, extra], dim=-1)
+                positions.append(pos)
+            position_ids = torch.stack(positions, dim=-2)  # [b, n] or [3, b, n]
+            out = self.backbone.language_model(
+                inputs_embeds=torch.stack(embeds), position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+            for i, k in enumerate(bucket):
+                states[k] = F.pad(out[i], (0, 0, 0, n_max - n)) if n < n_max else out[i]
+        return torch.stack(states), lengths
+
+    def _decode_groups(
+        self,
+        examples: list[GroundingInputs],
+        hidden: torch.Tensor,
+        lengths: list[int],
+        spans: list[tuple[int, int, int]],
+        layouts: list[PrefixLayout],
+        features: list[FrameFeatures],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[int, int] | None, torch.Tensor]:
+        """The space decoder over the batch: one call per group of examples whose frames share ``(T, P, grid)``.
+
+        Returns boxes ``[B, Tmax, 4]``, relevance logits ``[B, Tmax]``, token logits ``[B, Tmax, P]``
+        (``None`` unless every group has them on one grid), their grid, and the real-frame mask.
+        """
+        device = hidden.device
+        visual, queries, texts, grids = [], [], [], []
+        for k, ex in enumerate(examples):
+            lp, n_instr, _ = spans[k]
+            h = hidden[k, : lengths[k]]
+            v, grid_hw = self._decoder_visual(h, layouts[k], features[k])
+            visual.append(v)
+            queries.append(h[layouts[k].positions(QUERY).to(device)])
+            texts.append(h[lp : lp + n_instr][ex.instruction.query_mask.to(device)])
+            grids.append(grid_hw)
+        groups: dict[tuple, list[int]] = {}
+        for k, v in enumerate(visual):
+            groups.setdefault((tuple(v.shape[:2]), grids[k]), []).append(k)
+        b, t_max = len(examples), max(int(v.shape[0]) for v in visual)
+        boxes = [None] * b
+        relevance = [None] * b
+        tokens = [None] * b
+        token_grids = set()
+        for (_, grid_hw), members in groups.items():
+            n_text = [int(texts[k].shape[0]) for k in members]
+            width = max(n_text)
+            text = torch.stack([F.pad(texts[k], (0, 0, 0, width - m)) for k, m in zip(members, n_text)])
+            text_pad = None
+            if min(n_text) < width:
+                text_pad = torch.arange(width, device=device)[None] >= torch.tensor(n_text, device=device)[:, None]
+            text_ids = torch.stack([F.pad(examples[k].instruction.input_ids[examples[k].instruction.query_mask],
+                                          (0, width - m)) for k, m in zip(members, n_text)]).to(device)
+            dec = self.space_decoder(
+                torch.stack([visual[k] for k in members]),
+                torch.stack([queries[k] for k in members]),
+                text,
+                text_pad=text_pad,
+                grid_hw=grid_hw,
+                text_embeds=self._decoder_text_embeds(text_ids),
+            )
+            for i, k in enumerate(members):
+                boxes[k], relevance[k] = dec.boxes[i], dec.relevance_logits[i]
+                if dec.token_logits is not None:
+                    tokens[k] = dec.token_logits[i]
+                    token_grids.add(dec.grid_hw)
+        frame_mask = torch.stack([_pad_frames(torch.ones(int(v.shape[0]), dtype=torch.bool, device=device), t_max)
+                                  for v in visual])
+        pred_boxes = torch.stack([_pad_frames(x, t_max) for x in boxes])
+        relevance_logits = torch.stack([_pad_frames(x, t_max) for x in relevance])
+        token_logits, token_grid = None, None
+        if all(x is not None for x in tokens) and len(token_grids) == 1:
+            token_logits = torch.stack([_pad_frames(x, t_max) for x in tokens])
+            token_grid = token_grids.pop()
+        return pred_boxes, relevance_logits, token_logits, token_grid, frame_mask
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype | None = None, **kwargs: Any) -> None:

@@ -49,7 +49,7 @@ class TrainExample:
 
     key: str
     task: str
-    inputs: Any  # GroundingInputs (targets stripped: the trainer computes the losses itself)
+    inputs: Any  # GroundingInputs with its targets (the model computes the losses from them)
     gt_boxes: torch.Tensor  # [T, 4] normalised cxcywh
     box_mask: torch.Tensor  # [T] bool: frame in span with a GT box (box losses)
     relevance_target: torch.Tensor  # [T] float: frame inside the GT span
@@ -229,10 +229,8 @@ def build_example(
                           if _box_at(q, idx[k]) is not None}
         answer = proc.format_answer(span_s, text_boxes)
     inputs = model.prepare_inputs(sampled, q.query, answer, span_frames=(span.start, span.end), boxes=boxes)
-    gt_boxes, box_mask = inputs.gt_boxes, inputs.in_span
-    inputs.gt_boxes, inputs.in_span = None, None
-    return TrainExample(sample.key, sample.task, inputs, gt_boxes, box_mask,
-                        torch.as_tensor(in_span, dtype=torch.float32))
+    inputs.relevance_target = torch.as_tensor(in_span, dtype=torch.float32)
+    return TrainExample(sample.key, sample.task, inputs, inputs.gt_boxes, inputs.in_span, inputs.relevance_target)
 
 
 class TrainData:

@@ -1,8 +1,8 @@
 """Training loop on accelerate: the same code runs on 2 CPU cores, one GPU, or DDP/FSDP/DeepSpeed.
 
 Multi-device behaviour comes from accelerate's own config (``accelerate launch``), never from code
-here. One micro-step = one example (frame counts differ across tasks, and the model core loops over
-examples anyway); ``grad_accum`` micro-steps make one optimizer step. Each process draws its own
+here. One micro-step = ``batch_size`` examples in one batched forward (the model core pads their
+sequences; frame counts may differ across tasks); ``grad_accum`` micro-steps make one optimizer step. Each process draws its own
 examples from the deterministic stream (``TrainData``), so a resumed run repeats exactly the data,
 losses and updates of an uninterrupted one.
 """
@@ -23,16 +23,14 @@ from typing import Any
 import torch
 
 from stvg_plugin.data import StvgError, atomic_write_text
-from stvg_plugin.models.losses import box_losses, centre_loss, relevance_loss
+from stvg_plugin.models.losses import DEFAULT_LOSS_WEIGHTS, LOSS_KEYS
 from stvg_plugin.training import checkpoints as ckpt
-from stvg_plugin.training.dataset import TrainData, TrainExample
+from stvg_plugin.training.dataset import TrainData
 from stvg_plugin.training.parts import has_lora, plain_state_dict
 from stvg_plugin.util.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-LOSS_KEYS = ("lm", "l1", "giou", "relevance", "centre")
-DEFAULT_LOSS_WEIGHTS = {"lm": 1.0, "l1": 5.0, "giou": 2.0, "relevance": 1.0, "centre": 0.0}
 LOG_NAME = "train_log.jsonl"
 
 
@@ -49,6 +47,7 @@ class TrainerConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     grad_accum: int = 1
+    batch_size: int = 1
     max_grad_norm: float = 1.0
     save_every: int = 0
     keep_last: int = 2
@@ -74,8 +73,8 @@ class TrainerConfig:
         if bad_w:
             raise StvgError(f"trainer.loss_weights has unknown keys {sorted(bad_w)}; known: {LOSS_KEYS}")
         cfg.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **dict(cfg.loss_weights)}
-        if cfg.max_steps < 1 or cfg.grad_accum < 1:
-            raise StvgError("trainer.max_steps and trainer.grad_accum must be >= 1")
+        if cfg.max_steps < 1 or cfg.grad_accum < 1 or cfg.batch_size < 1:
+            raise StvgError("trainer.max_steps, trainer.grad_accum and trainer.batch_size must be >= 1")
         return cfg
 
 
@@ -119,27 +118,6 @@ def save_dtype(setting: str, mode: str) -> torch.dtype:
     if setting not in ("float32", "bfloat16", "float16"):
         raise StvgError(f"trainer.save_dtype must be auto, float32, bfloat16 or float16, got {setting!r}")
     return getattr(torch, setting)
-
-
-def example_losses(out: Any, ex: TrainExample, weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
-    """LM loss on the answer; L1 + GIoU (+ the cross-entropy of the box head's token scores towards the GT centre) on in-span frames with a box;
-    BCE relevance on all frames."""
-    pred = out.pred_boxes[0]
-    device = pred.device
-    parts = box_losses(pred, ex.gt_boxes.to(device), ex.box_mask.to(device))
-    zero = pred.sum() * 0.0
-    losses = {
-        "lm": out.loss_lm if out.loss_lm is not None else zero,
-        "l1": parts["loss_l1"],
-        "giou": parts["loss_giou"],
-        "relevance": relevance_loss(out.relevance_logits[0], ex.relevance_target.to(device)),
-        "centre": zero,
-    }
-    if out.token_logits is not None:
-        losses["centre"] = centre_loss(out.token_logits[0], out.token_grid, ex.gt_boxes.to(device),
-                                       ex.box_mask.to(device))  # fmt: skip
-    losses["total"] = sum(float(weights[k]) * losses[k] for k in LOSS_KEYS)
-    return losses
 
 
 class Trainer:
@@ -265,20 +243,27 @@ class Trainer:
             raise NonFiniteLossError(f"non-finite {what} ({value}) at step {self.step + 1}: training stopped{where}")
 
     def train_step(self) -> dict[str, float]:
-        """One optimizer step over ``grad_accum`` examples; returns the mean losses."""
+        """One optimizer step over ``grad_accum`` micro-batches of ``batch_size`` examples; returns the mean losses.
+
+        A micro-batch goes through the model in one batched forward (its ``loss`` is the mean of its
+        examples' losses), so ``batch_size=8, grad_accum=1`` takes the same step on the same examples
+        as ``batch_size=1, grad_accum=8`` (to float rounding), several times faster.
+        """
         acc, cfg = self.accelerator, self.cfg
         global_step = self.step * acc.num_processes + acc.process_index
-        examples = self.data.examples(global_step, cfg.grad_accum)
+        examples = self.data.examples(global_step, cfg.grad_accum * cfg.batch_size)
         sums = dict.fromkeys((*LOSS_KEYS, "total"), 0.0)
         grad_norm = None
-        for ex in examples:
+        for start in range(0, len(examples), cfg.batch_size):
+            batch = examples[start : start + cfg.batch_size]
             with acc.accumulate(self.model):
-                out = self.model(ex.inputs)
-                losses = example_losses(out, ex, cfg.loss_weights)
-                for k, v in losses.items():
-                    sums[k] += float(v.detach()) / len(examples)
-                self._check_finite(float(losses["total"].detach()), f"loss (example {ex.key})")
-                acc.backward(losses["total"])
+                out = self.model([ex.inputs for ex in batch], loss_weights=cfg.loss_weights)
+                per_example = {k: v.detach().float().cpu() for k, v in out.example_losses.items()}
+                for k, v in per_example.items():
+                    sums[k] += float(v.sum()) / len(examples)
+                for ex, total in zip(batch, per_example["total"].tolist()):
+                    self._check_finite(total, f"loss (example {ex.key})")
+                acc.backward(out.loss)
                 if acc.sync_gradients and cfg.max_grad_norm > 0:
                     grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
                     self._check_finite(grad_norm, "gradient norm")

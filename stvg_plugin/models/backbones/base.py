@@ -162,6 +162,42 @@ class BackboneAdapter(nn.Module):
         """Visual embeddings after the projector (tokens + finer patches), one vision-tower pass."""
         raise NotImplementedError
 
+    #: pixel input key -> the dimension its frames are stacked along (``frame_features_many`` joins videos on it)
+    frame_dims: ClassVar[dict[str, int]] = {}
+
+    def frames_joinable(self, pixel_inputs: list[dict[str, torch.Tensor]]) -> bool:
+        """Whether these videos' frames can go through the vision tower as one batch (same frame shape)."""
+        if not self.frame_dims or any(set(p) != set(self.frame_dims) for p in pixel_inputs):
+            return False
+        for key, dim in self.frame_dims.items():
+            shapes = {tuple(s for i, s in enumerate(p[key].shape) if i != dim) for p in pixel_inputs}
+            if len(shapes) != 1:
+                return False
+        return True
+
+    def frame_features_many(self, pixel_inputs: list[dict[str, torch.Tensor]]) -> list[FrameFeatures]:
+        """:meth:`frame_features` of several videos, their frames run through the vision tower together.
+
+        Why: a training micro-batch's videos would otherwise each pay a vision-tower call of a few frames.
+        The tower and projector see each frame on its own, so joining equals one call per video (to float
+        rounding). Videos whose frames differ in shape run one by one.
+        """
+        if len(pixel_inputs) < 2 or not self.frames_joinable(pixel_inputs):
+            return [self.frame_features(p) for p in pixel_inputs]
+        joined = {k: torch.cat([p[k] for p in pixel_inputs], dim=d) for k, d in self.frame_dims.items()}
+        counts = [int(self.count_frames(p)) for p in pixel_inputs]
+        whole = self.frame_features(joined)
+        tokens, patches = whole.tokens.split(counts), whole.patches.split(counts)
+        return [
+            FrameFeatures(tokens=t, grid_hw=whole.grid_hw, patches=p, patch_grid_hw=whole.patch_grid_hw,
+                          cell_index=whole.cell_index)
+            for t, p in zip(tokens, patches)
+        ]
+
+    def count_frames(self, pixel_inputs: dict[str, torch.Tensor]) -> int:
+        """Frames in one video's pixel inputs."""
+        raise NotImplementedError
+
     def frame_tokens(self, pixel_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Visual embeddings the LLM reads, one row of ``P`` tokens per frame: ``[T, P, D]``."""
         return self.frame_features(pixel_inputs).tokens

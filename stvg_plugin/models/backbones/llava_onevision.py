@@ -146,6 +146,11 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         out = processor(images=list(frames), return_tensors="pt")
         return {"pixel_values_videos": out["pixel_values"][None]}  # [1, T, 3, H, W]
 
+    frame_dims: ClassVar[dict[str, int]] = {"pixel_values_videos": 1}
+
+    def count_frames(self, pixel_inputs: dict[str, torch.Tensor]) -> int:
+        return int(pixel_inputs["pixel_values_videos"].shape[1])
+
     def _lmms_layout(self, patches: torch.Tensor, g: int) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]:
         """``[T, g*g, D]`` projected patches -> the configured pooling (+ row newlines): tokens, grid, cells."""
         t, _, d = patches.shape

@@ -175,6 +175,19 @@ class Qwen25VLAdapter(BackboneAdapter):
         out = processor(images=list(frames), return_tensors="pt")
         return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
 
+    #: frames are separate images: their patches and grid rows concatenate (the tower attends within each)
+    frame_dims: ClassVar[dict[str, int]] = {"pixel_values": 0, "image_grid_thw": 0}
+
+    def count_frames(self, pixel_inputs: dict[str, torch.Tensor]) -> int:
+        return int(pixel_inputs["image_grid_thw"].shape[0])
+
+    def frames_joinable(self, pixel_inputs: list[dict[str, torch.Tensor]]) -> bool:
+        """Joinable when every frame of every video has the same grid (``frame_features`` stacks them)."""
+        if not super().frames_joinable(pixel_inputs):
+            return False
+        grids = torch.cat([p["image_grid_thw"] for p in pixel_inputs])
+        return bool((grids == grids[:1]).all())
+
     def frame_features(self, pixel_inputs: dict[str, torch.Tensor]) -> FrameFeatures:
         """Merged tokens only: the merger projects 2x2 patches together, nothing finer is in the LLM width."""
         grid = pixel_inputs["image_grid_thw"].to(self.vlm.device)

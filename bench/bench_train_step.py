@@ -1,0 +1,133 @@
+"""Optimizer step of the trainer: a batched micro-batch of 8 examples vs 8 one-example micro-steps (CPU).
+
+Both trainers take the same step on the same examples (``batch_size=8, grad_accum=1`` against
+``batch_size=1, grad_accum=8``; equal losses and gradients: tests/test_model_batched_train.py). They are
+timed in turns, one optimizer step each per round, and the row reports the median of the per-round
+ratios (the machine is shared: a neighbour's load hits both contenders of a round alike).
+
+* default: the demo's model (``conf/model/spacevllm_tiny_learn.yaml``: 16 frames of 64x64, the demo's
+  task mix with one-frame ``rec`` samples, its trainer settings) on synthetic videos. Target >= 3x.
+* ``--real``: the real-width LLaVA-Video-7B preset at reduced depth (``--num-layers``, real widths and
+  heads; vocabulary cut to the byte tokenizer as in gpu_profile) and ``--num-frames`` 384x384 frames,
+  random weights in fp32, the preset's trainable parts (vision tower frozen) and gradient checkpointing.
+
+    python bench/bench_train_step.py [--threads 2] [--rounds 5]
+    python bench/bench_train_step.py --real --num-layers 1 --num-frames 2 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# the demo's trainer settings (conf/demo.yaml's train_overrides), batch and accumulation set per contender
+DEMO_TRAINER = {"lr": 3e-3, "warmup_steps": 30, "max_grad_norm": 5.0, "max_steps": 1000, "num_workers": 1,
+                "device": "cpu", "loss_weights": {"lm": 0.3, "centre": 8.0}}
+DEMO_MIX = {"task_weights": {"stvg": 1.0, "rec": 0.3}, "derive_tasks": ["rec"]}
+
+
+def _queries(tmp: Path, num_videos: int):
+    from stvg_plugin.data import read_queries
+    from stvg_plugin.synth import generate_synthetic
+
+    generate_synthetic(tmp, num_videos=num_videos, seed=100, max_queries_per_video=1, max_distractors=1,
+                       duration_s=(4.0, 6.0))
+    return read_queries(tmp / "annotations.jsonl")
+
+
+def tiny_trainers(tmp: Path, threads: int, batch: int):
+    """The two contenders on the demo's model and data."""
+    from stvg_plugin.training import prepare
+
+    spec = yaml.safe_load((ROOT / "conf" / "model" / "spacevllm_tiny_learn.yaml").read_text())
+    queries = _queries(tmp / "synth", 16)
+    out = {}
+    for name, (batch_size, grad_accum) in {"per_example": (1, batch), "batched": (batch, 1)}.items():
+        cfg = {**DEMO_TRAINER, "num_threads": threads, "batch_size": batch_size, "grad_accum": grad_accum}
+        out[name] = prepare(spec, queries, tmp / name, trainer=cfg, resume=None, **DEMO_MIX)
+    return out
+
+
+def real_trainers(tmp: Path, threads: int, batch: int, num_layers: int, num_frames: int):
+    """The two contenders on the real-width reduced-depth LLaVA-Video preset (random weights, fp32)."""
+    from stvg_plugin.models.backbones import get_backbone
+    from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
+    from stvg_plugin.models.presets import build_config, resolve_spec, use_tokenizer_vocab
+    from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor
+    from stvg_plugin.models.tokenizer import build_char_tokenizer
+    from stvg_plugin.training.dataset import TrainData, expand_tasks
+    from stvg_plugin.training.parts import set_trainable
+    from stvg_plugin.training.run import enable_gradient_checkpointing
+    from stvg_plugin.training.trainer import Trainer, TrainerConfig
+
+    spec = {**resolve_spec("spacevllm_7b"), "num_layers": num_layers, "num_frames": num_frames}
+    queries = _queries(tmp / "synth", 8)
+    tokenizer = build_char_tokenizer()
+    out = {}
+    for name, (batch_size, grad_accum) in {"per_example": (1, batch), "batched": (batch, 1)}.items():
+        config = build_config(spec)
+        use_tokenizer_vocab(config.vlm_config, tokenizer)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = SpaceVLLMForGrounding(config)
+        model.processor = SpaceVLLMProcessor(tokenizer, get_backbone(spec["backbone"]).frame_processor_for(config),
+                                             config)
+        enable_gradient_checkpointing(model)
+        set_trainable(model, spec["train_parts"])
+        data = TrainData(model, expand_tasks(queries, ["rec"]), DEMO_MIX["task_weights"], seed=0, num_workers=1)
+        cfg = TrainerConfig.from_mapping({**DEMO_TRAINER, "lr": 1e-5, "num_threads": threads,
+                                          "batch_size": batch_size, "grad_accum": grad_accum, "mixed_precision": "no"})
+        out[name] = Trainer(model, data, cfg, tmp / name)
+    return out
+
+
+def run(trainers: dict, rounds: int, warmup: int = 1) -> dict:
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for r in range(warmup + rounds):
+        for name, t in trainers.items():
+            t0 = time.perf_counter()
+            t.train_step()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(times["per_example"], times["batched"])]
+    return {"per_example_s": statistics.median(times["per_example"]), "batched_s": statistics.median(times["batched"]),
+            "ratio": statistics.median(ratios), "ratios": [round(x, 2) for x in ratios]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each contender (default 1)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--real", action="store_true", help="the real-width reduced-depth LLaVA-Video preset")
+    ap.add_argument("--num-layers", type=int, default=1)
+    ap.add_argument("--num-frames", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.real:
+            trainers = real_trainers(Path(tmp), args.threads, args.batch, args.num_layers, args.num_frames)
+            what = f"spacevllm_7b at {args.num_layers} layer(s), {args.num_frames} frames of 384x384, fp32"
+        else:
+            trainers = tiny_trainers(Path(tmp), args.threads, args.batch)
+            what = "spacevllm_tiny_learn (the demo's model), 16 frames of 64x64"
+        row = run(trainers, args.rounds, warmup=0 if args.real else 1)
+    row = {"name": "train_step_batched", "model": what, "batch": args.batch, "threads": args.threads, **row}
+    print(f"optimizer step over {args.batch} examples, {what}, {args.threads} thread(s)")
+    print(f"  per-example micro-steps: {row['per_example_s']:.3f} s   batched: {row['batched_s']:.3f} s   "
+          f"ratio {row['ratio']:.2f}x (per round {row['ratios']})")
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
