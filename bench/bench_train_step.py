@@ -44,14 +44,17 @@ def _queries(tmp: Path, num_videos: int):
     return read_queries(tmp / "annotations.jsonl")
 
 
-def tiny_trainers(tmp: Path, threads: int, batch: int):
-    """The two contenders on the demo's model and data."""
+def tiny_trainers(tmp: Path, threads: int | None, batch: int, names: tuple[str, ...] = ("per_example", "batched"),
+                  num_videos: int = 16):
+    """The contenders (``per_example``, ``batched``) on the demo's model and data (``num_videos`` synthetic)."""
     from stvg_plugin.training import prepare
 
     spec = yaml.safe_load((ROOT / "conf" / "model" / "spacevllm_tiny_learn.yaml").read_text())
-    queries = _queries(tmp / "synth", 16)
+    queries = _queries(tmp / "synth", num_videos)
     out = {}
-    for name, (batch_size, grad_accum) in {"per_example": (1, batch), "batched": (batch, 1)}.items():
+    shapes = {"per_example": (1, batch), "batched": (batch, 1)}
+    for name in names:
+        batch_size, grad_accum = shapes[name]
         cfg = {**DEMO_TRAINER, "num_threads": threads, "batch_size": batch_size, "grad_accum": grad_accum}
         out[name] = prepare(spec, queries, tmp / name, trainer=cfg, resume=None, **DEMO_MIX)
     return out

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from stvg_plugin.configs import command_help, compose_errors, config_source, usage_line
 from stvg_plugin.data import StvgError
+from stvg_plugin.util.threads import set_openmp_env
 
 log = logging.getLogger("stvg")
 
@@ -122,6 +123,7 @@ def _plugin_commands() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    set_openmp_env()  # before anything imports torch: OpenMP reads its wait policy once, when it loads
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)

@@ -19,6 +19,7 @@ from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData, expand_tasks
 from stvg_plugin.training.parts import PARTS, apply_lora, set_trainable, summarize
 from stvg_plugin.training.trainer import Trainer, TrainerConfig
+from stvg_plugin.util.threads import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ def prepare(
     from stvg_plugin.models.presets import resolve_spec
 
     cfg = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig.from_mapping(dict(trainer or {}))
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    set_torch_threads(cfg.num_threads)
     spec = resolve_spec(clean_spec(model_cfg))
     model = build_model(model_cfg, init_checkpoint)
     if spec.get("gradient_checkpointing"):

@@ -28,6 +28,7 @@ from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData
 from stvg_plugin.training.parts import has_lora, plain_state_dict
 from stvg_plugin.util.progress import progress_bar
+from stvg_plugin.util.threads import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class TrainerConfig:
     save_every: int = 0
     keep_last: int = 2
     seed: int = 0
-    num_threads: int | None = None
+    num_threads: int | None = None  # None: the cores this process may use (util/threads.py)
     mixed_precision: str = "auto"
     save_dtype: str = "auto"
     device: str = "auto"
@@ -131,8 +132,7 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(output_dir)
         self.data = data
-        if cfg.num_threads:
-            torch.set_num_threads(int(cfg.num_threads))
+        set_torch_threads(cfg.num_threads)
         self.mode = mixed_precision_mode(cfg.mixed_precision)
         self.save_dtype = save_dtype(cfg.save_dtype, self.mode)
         self.accelerator = Accelerator(

@@ -1,0 +1,66 @@
+"""CPU thread policy: as many threads as the cores this process may use, and OpenMP threads that sleep.
+
+Why: torch's CPU kernels run on an OpenMP team (libgomp in the Linux wheels). By default a libgomp
+thread that finishes its share of an operation *spins* for a while waiting for the next one. On a
+machine where another CPU-bound process holds a core, the spinning threads take turns with that
+process and with each other, and every operation waits for its slowest thread: a 2-thread training
+step of the demo's model went from ~1 s to 22-37 s with other jobs running (bench/bench_thread_policy.py;
+BENCHMARKS.md), while with ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep when idle) it stayed at ~1 s.
+libgomp reads the policy once, when it is loaded (i.e. when torch is imported), so
+:func:`set_openmp_env` must run before that: the ``stvg`` entry point calls it first thing, and
+everything the project starts (demo steps, examples) goes through that entry point.
+
+Thread counts come from ``os.sched_getaffinity`` (the cores this process may run on: a container's
+or ``taskset``'s limit), not from the machine's core count, which is what torch's default uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+#: set before torch loads unless the caller's environment already says otherwise
+OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def set_openmp_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Passive OpenMP waiting and ``OMP_NUM_THREADS`` = :func:`usable_cores`, each unless already set.
+
+    Returns what was set. Must run before torch is imported to take effect in this process (it also
+    reaches every child process started with this environment); after that, a debug line says so.
+    """
+    env = os.environ if environ is None else environ
+    wanted = {**OPENMP_DEFAULTS, "OMP_NUM_THREADS": str(usable_cores())}
+    changed = {k: v for k, v in wanted.items() if k not in env}
+    env.update(changed)
+    if changed and environ is None and "torch" in sys.modules:
+        log.debug("OpenMP settings %s set after torch was imported: they reach child processes only", changed)
+    return changed
+
+
+def set_torch_threads(requested: int | None = None) -> int:
+    """``torch.set_num_threads``: ``requested`` (capped at the usable cores), else the usable cores; returns it.
+
+    More threads than cores only makes the threads wait for each other; fewer cores than torch's default
+    (the machine's count) is what a container or ``taskset`` gives.
+    """
+    import torch
+
+    cores = usable_cores()
+    n = cores if not requested else int(requested)
+    if n > cores:
+        log.info("%d torch threads asked for, but this process may use %d cores: using %d", n, cores, cores)
+        n = cores
+    torch.set_num_threads(n)
+    return n
