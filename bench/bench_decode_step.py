@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, fn in variants.items():  # in turns: a load burst on the shared cores hits both
                     model._expand_cache = fn
                     current[:] = [name] if rep else []  # the first round warms up
-                    texts[name] = [p.raw_text for p in model.ground_prefix_many(prefix, QUERIES)]
+                    texts[name] = [p.raw_text for p in grounder.ground_prefix_many(prefix, QUERIES)]
         model._expand_cache = roomy
         h1.remove()
         h2.remove()

@@ -105,8 +105,8 @@ def _encode_once_row(quick: bool) -> dict:
         t_decode = median_time(lambda: grounder.sample(video), repeats)
         t_encode = median_time(lambda: grounder.model.encode_video(sampled), repeats)
         prefix = grounder.model.encode_video(sampled)
-        t_query = median_time(lambda: grounder.model.ground_prefix(prefix, QUERIES[0]), repeats)
-        t_batch = median_time(lambda: grounder.model.ground_prefix_many(prefix, QUERIES), repeats)
+        t_query = median_time(lambda: grounder.ground_prefix(prefix, QUERIES[0]), repeats)
+        t_batch = median_time(lambda: grounder.ground_prefix_many(prefix, QUERIES), repeats)
     ratio = t_indep / t_once
     return {
         "name": "encode_once_8_queries",

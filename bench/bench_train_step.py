@@ -9,7 +9,9 @@ ratios (the machine is shared: a neighbour's load hits both contenders of a roun
   task mix with one-frame ``rec`` samples, its trainer settings) on synthetic videos. Target >= 3x.
 * ``--real``: the real-width LLaVA-Video-7B preset at reduced depth (``--num-layers``, real widths and
   heads; vocabulary cut to the byte tokenizer as in gpu_profile) and ``--num-frames`` 384x384 frames,
-  random weights in fp32, the preset's trainable parts (vision tower frozen) and gradient checkpointing.
+  random weights in fp32, the preset's trainable parts (vision tower frozen) and gradient checkpointing:
+  forward + backward of the batch, one example at a time vs together, on one model (see
+  :func:`real_forward_backward`).
 
     python bench/bench_train_step.py [--threads 2] [--rounds 5]
     python bench/bench_train_step.py --real --num-layers 1 --num-frames 2 --rounds 1
@@ -60,8 +62,13 @@ def tiny_trainers(tmp: Path, threads: int | None, batch: int, names: tuple[str, 
     return out
 
 
-def real_trainers(tmp: Path, threads: int, batch: int, num_layers: int, num_frames: int):
-    """The two contenders on the real-width reduced-depth LLaVA-Video preset (random weights, fp32)."""
+def real_forward_backward(tmp: Path, threads: int, batch: int, num_layers: int, num_frames: int, rounds: int) -> dict:
+    """The real-width reduced-depth LLaVA-Video preset (random weights, fp32, the preset's trainable parts
+    and gradient checkpointing): forward + backward of ``batch`` examples, one at a time vs as one batch.
+
+    One model serves both contenders (two would not fit beside other jobs in this machine's memory); the
+    optimizer step is left out: AdamW over the same parameters costs the same in both.
+    """
     from stvg_plugin.models.backbones import get_backbone
     from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
     from stvg_plugin.models.presets import build_config, resolve_spec, use_tokenizer_vocab
@@ -70,27 +77,36 @@ def real_trainers(tmp: Path, threads: int, batch: int, num_layers: int, num_fram
     from stvg_plugin.training.dataset import TrainData, expand_tasks
     from stvg_plugin.training.parts import set_trainable
     from stvg_plugin.training.run import enable_gradient_checkpointing
-    from stvg_plugin.training.trainer import Trainer, TrainerConfig
 
     spec = {**resolve_spec("spacevllm_7b"), "num_layers": num_layers, "num_frames": num_frames}
-    queries = _queries(tmp / "synth", 8)
     tokenizer = build_char_tokenizer()
-    out = {}
-    for name, (batch_size, grad_accum) in {"per_example": (1, batch), "batched": (batch, 1)}.items():
-        config = build_config(spec)
-        use_tokenizer_vocab(config.vlm_config, tokenizer)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = SpaceVLLMForGrounding(config)
-        model.processor = SpaceVLLMProcessor(tokenizer, get_backbone(spec["backbone"]).frame_processor_for(config),
-                                             config)
-        enable_gradient_checkpointing(model)
-        set_trainable(model, spec["train_parts"])
-        data = TrainData(model, expand_tasks(queries, ["rec"]), DEMO_MIX["task_weights"], seed=0, num_workers=1)
-        cfg = TrainerConfig.from_mapping({**DEMO_TRAINER, "lr": 1e-5, "num_threads": threads,
-                                          "batch_size": batch_size, "grad_accum": grad_accum, "mixed_precision": "no"})
-        out[name] = Trainer(model, data, cfg, tmp / name)
-    return out
+    config = build_config(spec)
+    use_tokenizer_vocab(config.vlm_config, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SpaceVLLMForGrounding(config)
+    model.processor = SpaceVLLMProcessor(tokenizer, get_backbone(spec["backbone"]).frame_processor_for(config), config)
+    enable_gradient_checkpointing(model)
+    set_trainable(model, spec["train_parts"])
+    model.train()
+    data = TrainData(model, expand_tasks(_queries(tmp / "synth", 8), ["rec"]), DEMO_MIX["task_weights"], seed=0,
+                     num_workers=1)
+    weights = {"lm": 0.3, "l1": 5.0, "giou": 2.0, "relevance": 1.0, "centre": 0.0}
+    times: dict[str, list[float]] = {"per_example": [], "batched": []}
+    for r in range(rounds):
+        inputs = [ex.inputs for ex in data.examples(r, batch)]
+        t0 = time.perf_counter()
+        for x in inputs:
+            (model([x], loss_weights=weights).loss / len(inputs)).backward()
+        times["per_example"].append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        model(inputs, loss_weights=weights).loss.backward()
+        times["batched"].append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+    ratios = [a / b for a, b in zip(times["per_example"], times["batched"])]
+    return {"per_example_s": statistics.median(times["per_example"]), "batched_s": statistics.median(times["batched"]),
+            "ratio": statistics.median(ratios), "ratios": [round(x, 2) for x in ratios]}
 
 
 def run(trainers: dict, rounds: int, warmup: int = 1) -> dict:
@@ -118,14 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         if args.real:
-            trainers = real_trainers(Path(tmp), args.threads, args.batch, args.num_layers, args.num_frames)
+            row = real_forward_backward(Path(tmp), args.threads, args.batch, args.num_layers, args.num_frames,
+                                        args.rounds)
             what = f"spacevllm_7b at {args.num_layers} layer(s), {args.num_frames} frames of 384x384, fp32"
+            step = "forward + backward"
         else:
-            trainers = tiny_trainers(Path(tmp), args.threads, args.batch)
+            row = run(tiny_trainers(Path(tmp), args.threads, args.batch), args.rounds)
             what = "spacevllm_tiny_learn (the demo's model), 16 frames of 64x64"
-        row = run(trainers, args.rounds, warmup=0 if args.real else 1)
+            step = "optimizer step"
     row = {"name": "train_step_batched", "model": what, "batch": args.batch, "threads": args.threads, **row}
-    print(f"optimizer step over {args.batch} examples, {what}, {args.threads} thread(s)")
+    print(f"{step} over {args.batch} examples, {what}, {args.threads} thread(s)")
     print(f"  per-example micro-steps: {row['per_example_s']:.3f} s   batched: {row['batched_s']:.3f} s   "
           f"ratio {row['ratio']:.2f}x (per round {row['ratios']})")
     print(json.dumps(row))

@@ -269,7 +269,10 @@ def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops
         return profile_prompted(preset, prompted, device, num_frames, queries, peak_tflops, dtype, num_layers,
                                 max_new_tokens)
     torch_dtype = getattr(torch, dtype)
+    from stvg_plugin.models.grounder import Grounder
+
     model = build_random_model(preset, device, torch_dtype, num_layers)
+    grounder = Grounder(model)
     model.config.num_frames = num_frames
     if max_new_tokens:
         model.config.max_new_tokens = max_new_tokens
@@ -284,7 +287,7 @@ def profile(preset: str, device: str, num_frames: int, queries: int, peak_tflops
         per_query, tokens = [], []
         for i in range(queries):
             t0 = time.perf_counter()
-            pred = model.ground_prefix(prefix, f"the person number {i} who walks to the door")
+            pred = grounder.ground_prefix(prefix, f"the person number {i} who walks to the door")
             _sync(device)
             per_query.append(time.perf_counter() - t0)
             tokens.append(len(model.processor.tokenizer(pred.raw_text or "")["input_ids"]))

@@ -12,7 +12,7 @@ import torch
 from close import assert_same_prediction, assert_tensors_close
 
 from stvg_plugin.data import read_queries
-from stvg_plugin.models import build_meta_model, build_tiny_model, load_grounder
+from stvg_plugin.models import Grounder, build_meta_model, build_tiny_model, load_grounder
 from stvg_plugin.models.backbones import BACKBONES, VISUAL
 from stvg_plugin.models.flops import count_grounding_flops
 from stvg_plugin.video import sample_video
@@ -55,9 +55,9 @@ def test_qwen25vl_ground_many_equals_one_by_one_and_training_path(sampled, query
     model = build_tiny_model("spacevllm_qwen25vl_tiny")
     prefix = model.encode_video(sampled)
     queries = ["the red circle", "the blue square"]
-    many = [model.ground_prefix(prefix, q) for q in queries]
+    many = [Grounder(model).ground_prefix(prefix, q) for q in queries]
     for q, p in zip(queries, many):
-        single = model.ground_prefix(model.encode_video(sampled), q)
+        single = Grounder(model).ground_prefix(model.encode_video(sampled), q)
         assert_same_prediction(p, single, max(query.width, query.height))  # encoded once vs again
     out = model(model.prepare_inputs(sampled, queries[0], "from 0.5 s to 1.0 s"))
     assert out.pred_boxes.shape == (1, 8, 4) and torch.isfinite(out.loss)

@@ -72,20 +72,20 @@ def test_batched_equals_one_by_one_with_eos_at_different_steps(preset, sampled, 
 
     model._greedy = spy
     qids = [f"q{i}" for i in range(len(QUERIES))]
-    many = model.ground_prefix_many(prefix, QUERIES, qids)
+    many = Grounder(model).ground_prefix_many(prefix, QUERIES, qids)
     lengths = steps[-1]
     budget = model.config.max_new_tokens
     # eos reached at (at least) four different steps in one batch (llava also has a row that hits the budget)
     assert len({n for n in lengths if n < budget}) >= 4, lengths
     assert len(set(p.raw_text for p in many)) >= 6
     for q, qid, p in zip(QUERIES, qids, many):
-        single = model.ground_prefix(prefix, q, qid)  # a batch of one on the same (unchanged) prefix
+        single = Grounder(model).ground_prefix(prefix, q, qid)  # a batch of one on the same (unchanged) prefix
         assert_same_prediction(p, single, frame_px)
     # the prefix cache is shared, never written
     for (k, v), layer in zip(before, prefix.cache.layers):
         assert torch.equal(k, layer.keys) and torch.equal(v, layer.values)
     # any sub-batch gives the same answers again (rows leave the batch at other steps)
-    for p, again in zip(many[2:5], model.ground_prefix_many(prefix, QUERIES[2:5], qids[2:5])):
+    for p, again in zip(many[2:5], Grounder(model).ground_prefix_many(prefix, QUERIES[2:5], qids[2:5])):
         assert_same_prediction(p, again, frame_px)
 
 
@@ -112,7 +112,7 @@ def test_ground_prefix_many_checks_input_first(sampled):
     model = build_tiny_model("spacevllm_tiny")
     prefix = model.encode_video(sampled)
     with pytest.raises(ValueError, match="empty"):
-        model.ground_prefix_many(prefix, ["fine", "  "])
+        Grounder(model).ground_prefix_many(prefix, ["fine", "  "])
     with pytest.raises(ValueError, match="qids"):
-        model.ground_prefix_many(prefix, ["fine"], ["a", "b"])
-    assert model.ground_prefix_many(prefix, []) == []
+        Grounder(model).ground_prefix_many(prefix, ["fine"], ["a", "b"])
+    assert Grounder(model).ground_prefix_many(prefix, []) == []

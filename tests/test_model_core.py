@@ -17,7 +17,7 @@ import torch
 from close import assert_same_prediction, assert_tensors_close, isclose, tensors_close
 
 from stvg_plugin.data import GroundingQuery, read_queries
-from stvg_plugin.models import GroundingInputs, SpaceVLLMForGrounding, build_tiny_model, load_grounder
+from stvg_plugin.models import Grounder, GroundingInputs, SpaceVLLMForGrounding, build_tiny_model, load_grounder
 from stvg_plugin.models.checkpoint import UnsafeCheckpointError
 from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder, grid_centres, grid_shape
 from stvg_plugin.video import VideoReadError
@@ -284,7 +284,7 @@ def test_training_forward_lm_loss_on_answer_only_and_matches_inference(grounder,
     assert not isclose(a.loss_lm.item(), b.loss_lm.item())
     assert_tensors_close(a.pred_boxes, b.pred_boxes, "pred_boxes")
     # the teacher-forced pass and the cached inference path see the same hidden states
-    pred = model.ground_prefix(prefix, "the red circle")
+    pred = Grounder(model).ground_prefix(prefix, "the red circle")
     with torch.no_grad():
         dec = model.space_decoder(
             prefix.visual_states[None],
@@ -320,7 +320,7 @@ def test_box_head_text_path_decodes(grounder, video, monkeypatch):
     box = [0.25, 0.5, 0.75, 1.0]
     answer = model.processor.format_answer((0.0, float(info.duration_s)), dict.fromkeys(range(len(sampled.indices)), box))
     monkeypatch.setattr(model.processor, "decode", lambda ids: answer)
-    pred = model.ground_prefix(model.encode_video(sampled), "the red circle", "q")
+    pred = Grounder(model).ground_prefix(model.encode_video(sampled), "the red circle", "q")
     assert pred.raw_text == answer and not pred.parse_failed and pred.boxes
     expected = [box[0] * info.width, box[1] * info.height, box[2] * info.width, box[3] * info.height]
     for frame, got in pred.boxes.items():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from stvg_plugin.models import Grounder
 from stvg_plugin.models.presets import build_meta_model, build_tiny_model
 from stvg_plugin.video import SampledVideo, VideoInfo
 
@@ -56,7 +57,7 @@ def test_lmms_layout_is_average_pooling_plus_row_newlines_and_the_decoder_sees_o
     assert features.cell_index.tolist() == [0, 1, 3, 4]
     with torch.no_grad():
         prefix = model.encode_video(sampled)
-        pred = model.ground_prefix(prefix, "the red circle")
+        pred = Grounder(model).ground_prefix(prefix, "the red circle")
     assert prefix.visual_states.shape == (t, 4, d) and prefix.visual_grid == (2, 2)
     assert int((prefix.layout.kinds == 1).sum()) == t * 6  # newlines are in the LLM's sequence
     assert pred.qid == ""

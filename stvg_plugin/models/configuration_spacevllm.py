@@ -44,7 +44,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
       ``projected`` (the projector output fed to the LLM) or ``patches`` (the projector output on the
       backbone's finest grid, before pooling: 4x the tokens on LLaVA-OneVision, so the box head
       localises on an 8x8 instead of a 4x4 grid at 64 px; equal to ``projected`` on Qwen2.5-VL).
-    * ``decoder_box_head``: ``reference`` (2-D position code on the visual tokens + soft-argmax box
+    * Two different "box head" switches (names kept: they are checkpoint config keys):
+      ``box_head`` says *where the boxes come from*: ``decoder`` (the space decoder regresses them) or
+      ``text`` (ablation: the LLM writes one box per frame in its answer). ``decoder_box_head`` says
+      *how the space decoder regresses* them (used when ``box_head="decoder"``; the module is
+      ``space_decoder.box_head``): ``reference`` (2-D position code on the visual tokens + soft-argmax box
       centre over the frame's token grid; learns from scratch) or ``mlp`` (MLP on the query state only,
       the first design; its boxes stayed at the mean box on CPU from scratch).
     * ``decoder_text_match``: add a text-conditioned linear score per visual token (and its frame
@@ -56,7 +60,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
       (examples/learnability.md, session 5); off in checkpoints saved before it existed.
     * ``decoder_temporal``: a depthwise space-time convolution over the frames' token grids in the
       decoder (reference head), so motion ("moving left") is visible per token; off by default.
-    * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text``.
+    * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text`` (above).
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}``, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``.
     * loss weights of a plain ``model(inputs)`` call (the trainer passes its own ``trainer.loss_weights``;
@@ -85,12 +89,12 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_layers: int = 1
     decoder_mlp_ratio: int = 2
     decoder_visual_source: str = "hidden"
-    decoder_box_head: str = "reference"
+    decoder_box_head: str = "reference"  # how the space decoder regresses boxes (reference | mlp)
     decoder_text_match: bool = False
     decoder_temporal: bool = False
     decoder_text_source: str = "hidden"
     span_source: str = "combined"
-    box_head: str = "decoder"
+    box_head: str = "decoder"  # where the boxes come from (decoder | text)
     relevance_threshold: float = 0.5
     max_new_tokens: int = 24
     max_new_tokens_text_boxes: int = 1024

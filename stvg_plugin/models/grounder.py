@@ -4,7 +4,9 @@
 lmms-eval and FiftyOne: it groups queries by video, decodes videos ahead of the model, and turns
 an unreadable video or an empty query into predictions with ``error`` set instead of raising.
 Both answer a video's queries in batches of ``query_batch_size`` against its one encoded prefix
-(:meth:`SpaceVLLMForGrounding.ground_prefix_many`); results equal grounding them one by one.
+(:meth:`Grounder.ground_prefix_many`); results equal grounding them one by one. The model returns
+tensors and token ids (:meth:`SpaceVLLMForGrounding.answer_queries`); the predictions are built here
+(:func:`predictions_from_answers`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import torch
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery, StvgError
-from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding, VideoPrefix
+from stvg_plugin.models.decoding import build_prediction
+from stvg_plugin.models.modeling_spacevllm import PrefixAnswers, SpaceVLLMForGrounding, VideoPrefix
 from stvg_plugin.models.presets import RUNTIME_KEYS, build_from_backbone, build_tiny_model, resolve_spec
 from stvg_plugin.util.progress import progress_bar
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
@@ -56,10 +59,29 @@ class Grounder:
         sampled = video if isinstance(video, SampledVideo) else self.sample(str(video))
         return self.model.encode_video(sampled)
 
+    def ground_prefix_many(
+        self, prefix: VideoPrefix, queries: Sequence[str], qids: Sequence[str] | None = None
+    ) -> list[GroundingPrediction]:
+        """Answer several queries against one cached prefix in one batch (the prefix is left unchanged):
+        the model's :meth:`~SpaceVLLMForGrounding.answer_queries` tensors, turned into predictions.
+
+        Raises ``ValueError`` for an empty query or a qid count that differs (before any work); odd
+        generated text never raises (``parse_failed``).
+        """
+        qids = [""] * len(queries) if qids is None else list(qids)
+        if len(qids) != len(queries):
+            raise ValueError(f"{len(qids)} qids for {len(queries)} queries")
+        answers = self.model.answer_queries(prefix, queries)
+        return predictions_from_answers(self.model, prefix, answers, qids)
+
+    def ground_prefix(self, prefix: VideoPrefix, query: str, qid: str = "") -> GroundingPrediction:
+        """One query against a cached prefix (a batch of one)."""
+        return self.ground_prefix_many(prefix, [query], [qid])[0]
+
     def _ground_batches(self, prefix: VideoPrefix, queries: Sequence[str], qids: Sequence[str]):
         n = self.query_batch_size
         for i in range(0, len(queries), n):
-            yield from self.model.ground_prefix_many(prefix, queries[i : i + n], qids[i : i + n])
+            yield from self.ground_prefix_many(prefix, queries[i : i + n], qids[i : i + n])
 
     def ground(
         self, video: str | SampledVideo, queries: Sequence[str], qids: Sequence[str] | None = None
@@ -121,13 +143,43 @@ class Grounder:
                 if id(q) in answers:
                     continue
                 try:
-                    answers[id(q)] = self.model.ground_prefix(prefix, q.query, q.qid)
+                    answers[id(q)] = self.ground_prefix(prefix, q.query, q.qid)
                 except Exception as exc:
                     log.warning("query %s failed: %s: %s", q.qid, type(exc).__name__, exc)
                     answers[id(q)] = GroundingPrediction(qid=q.qid, error=f"{type(exc).__name__}: {exc}")
         for q in group:
             pred = answers.get(id(q)) or GroundingPrediction(qid=q.qid, error="empty query text")
             yield to_annotation_space(pred, q, sampled.info.width, sampled.info.height)
+
+
+def predictions_from_answers(
+    model: SpaceVLLMForGrounding, prefix: VideoPrefix, answers: PrefixAnswers, qids: Sequence[str]
+) -> list[GroundingPrediction]:
+    """The model's answers to queries on one video as predictions in the video's frames and pixels.
+
+    The answer text is decoded and its span parsed (seconds -> original frames); the span comes from
+    the text, the relevance logits or both (``config.span_source``); the boxes are the space decoder's,
+    or with ``box_head="text"`` the ones the text lists (:func:`~stvg_plugin.models.decoding.build_prediction`).
+    """
+    proc = model._require_processor()
+    cfg = model.config
+    box_text = cfg.box_head == "text"
+    preds = []
+    for k, tokens in enumerate(answers.answer_ids):
+        text = proc.decode(tokens)
+        preds.append(
+            build_prediction(
+                qids[k],
+                text,
+                prefix.geometry,
+                span_source=cfg.span_source,
+                decoder_boxes_cxcywh=answers.boxes[k].numpy(),
+                relevance_logits=answers.relevance_logits[k].numpy(),
+                text_boxes_xyxy=proc.parse_boxes(text, len(prefix.geometry.indices)) if box_text else None,
+                threshold=cfg.relevance_threshold,
+            )
+        )
+    return preds
 
 
 def to_annotation_space(pred: GroundingPrediction, q: GroundingQuery, width: int, height: int) -> GroundingPrediction:

@@ -26,7 +26,8 @@ What is ours (unconfirmed choices, all switchable in :class:`SpaceVLLMConfig`):
     the pads hidden by the attention mask; finished rows dropped). One query = a batch of one.
 
 Reading order: ``VideoPrefix`` -> ``SpaceVLLMForGrounding.__init__`` -> ``_prefix_embeddings`` ->
-``encode_video`` -> ``ground_prefix`` -> ``forward`` (training) -> save / load.
+``encode_video`` -> ``answer_queries`` (the grounder builds predictions from its tensors) -> ``forward``
+(training) -> save / load.
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput
 
-from stvg_plugin.data import GroundingPrediction, Span
+from stvg_plugin.data import Span
 from stvg_plugin.models.backbones import QUERY, VISUAL, BackboneAdapter, FrameFeatures, get_backbone
 from stvg_plugin.models.checkpoint import UnsafeCheckpointError, check_checkpoint_files, check_remote_code
 from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
-from stvg_plugin.models.decoding import VideoGeometry, build_prediction
+from stvg_plugin.models.decoding import VideoGeometry
 from stvg_plugin.models.losses import LOSS_KEYS, grounding_losses, weighted_total
 from stvg_plugin.models.processing_spacevllm import InstructionTokens, PrefixLayout, SpaceVLLMProcessor
-from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder
+from stvg_plugin.models.space_decoder import QueryGuidedSpaceDecoder, apply_zero_start
 
 
 @dataclass
@@ -85,6 +86,16 @@ class GroundingInputs:
     #: [T] float, sampled frame inside the GT span (relevance target; ``None``: ``in_span``). Differs from
     #: ``in_span`` where a span frame has no box, and for ``tvg`` samples (span, no boxes)
     relevance_target: torch.Tensor | None = None
+
+
+@dataclass
+class PrefixAnswers(ModelOutput):
+    """The model's answers to queries against one cached prefix (:meth:`SpaceVLLMForGrounding.answer_queries`):
+    tensors and token ids only; the :class:`~stvg_plugin.models.grounder.Grounder` builds the predictions."""
+
+    answer_ids: list[list[int]] | None = None  # greedy tokens per query (up to and without eos)
+    boxes: torch.Tensor | None = None  # [B, T, 4] the space decoder's normalised cxcywh, fp32 on the CPU
+    relevance_logits: torch.Tensor | None = None  # [B, T] fp32 on the CPU
 
 
 @dataclass
@@ -122,6 +133,15 @@ class SpaceVLLMPreTrainedModel(PreTrainedModel):
     # the space decoder stays fp32 whatever dtype the checkpoint is loaded in (boxes need the precision)
     _keep_in_fp32_modules_strict = ["space_decoder"]
 
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' init, then the space decoder's starting point: the layers it marks start at zero
+        (zero box offset, no text-match term, identity space-time mixer; :func:`space_decoder.zero_start`).
+
+        Per layer, because transformers skips a parameterless module (the decoder itself) in a model
+        that is not part of the library."""
+        super()._init_weights(module)
+        apply_zero_start(module)
+
 
 class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
     def __init__(self, config: SpaceVLLMConfig, backbone: BackboneAdapter | None = None):
@@ -144,7 +164,6 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         )
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
-        self.space_decoder._init_reference_head()
         self._no_split_modules = self.wrap_class_names()
 
     def wrap_class_names(self) -> list[str]:
@@ -364,35 +383,29 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             positions = positions + 1
 
     @torch.no_grad()
-    def ground_prefix(self, prefix: VideoPrefix, query_text: str, qid: str = "") -> GroundingPrediction:
-        """Answer one query against a cached prefix (a batch of one); the prefix itself is left unchanged.
-
-        Raises ``ValueError`` for an empty query; odd generated text never raises (``parse_failed``).
-        """
-        return self.ground_prefix_many(prefix, [query_text], [qid])[0]
-
-    @torch.no_grad()
-    def ground_prefix_many(
-        self, prefix: VideoPrefix, queries: Sequence[str], qids: Sequence[str] | None = None
-    ) -> list[GroundingPrediction]:
+    def answer_queries(self, prefix: VideoPrefix, queries: Sequence[str]) -> PrefixAnswers:
         """Answer several queries against one cached prefix in one batch; the prefix is left unchanged.
 
-        The instructions are right-padded to the longest and prefilled in one forward over the prefix
-        cache expanded to the batch; the attention mask hides the pads from every later token and each
-        row keeps its own positions (the pads take no position: a row's answer follows its last real
-        instruction token). Greedy decoding then runs all rows together. Equals answering the queries
-        one at a time (tests: same text, boxes to float rounding).
+        Returns tensors and token ids (:class:`PrefixAnswers`); :class:`~stvg_plugin.models.grounder.Grounder`
+        turns them into ``GroundingPrediction`` s. The instructions are right-padded to the longest and
+        prefilled in one forward over the prefix cache expanded to the batch; the attention mask hides the
+        pads from every later token and each row keeps its own positions (the pads take no position: a
+        row's answer follows its last real instruction token). Greedy decoding then runs all rows together.
+        Equals answering the queries one at a time (tests: same text, boxes to float rounding).
         Raises ``ValueError`` for an empty query (before any work).
         """
         proc = self._require_processor()
-        qids = [""] * len(queries) if qids is None else list(qids)
-        if len(qids) != len(queries):
-            raise ValueError(f"{len(qids)} qids for {len(queries)} queries")
         instructions = [proc.instruction(q) for q in queries]
+        t = int(prefix.query_states.shape[0])
         if not instructions:
-            return []
+            return PrefixAnswers(answer_ids=[], boxes=torch.zeros(0, t, 4), relevance_logits=torch.zeros(0, t))
         if len(instructions) > 1 and not self.batchable(prefix):
-            return [self.ground_prefix_many(prefix, [q], [i])[0] for q, i in zip(queries, qids)]
+            parts = [self.answer_queries(prefix, [q]) for q in queries]
+            return PrefixAnswers(
+                answer_ids=[ids for part in parts for ids in part.answer_ids],
+                boxes=torch.cat([part.boxes for part in parts]),
+                relevance_logits=torch.cat([part.relevance_logits for part in parts]),
+            )
         device = self.st_query_embed.weight.device
         b = len(instructions)
         lengths = [int(ins.input_ids.shape[0]) for ins in instructions]
@@ -432,27 +445,12 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 grid_hw=prefix.visual_grid,
                 text_embeds=self._decoder_text_embeds(ins.input_ids[ins.query_mask].to(device)[None]),
             )
-            boxes.append(decoded.boxes[0].float().cpu().numpy())
-            relevance.append(decoded.relevance_logits[0].float().cpu().numpy())
+            boxes.append(decoded.boxes[0].float().cpu())
+            relevance.append(decoded.relevance_logits[0].float().cpu())
 
         start = torch.tensor([prefix.next_position + m for m in lengths], device=device)
         generated = self._greedy(cache, mask, first_logits, start, budget, prefix.position_dims)
-        preds = []
-        for k, tokens in enumerate(generated):
-            answer = proc.decode(tokens)
-            preds.append(
-                build_prediction(
-                    qids[k],
-                    answer,
-                    prefix.geometry,
-                    span_source=self.config.span_source,
-                    decoder_boxes_cxcywh=boxes[k],
-                    relevance_logits=relevance[k],
-                    text_boxes_xyxy=proc.parse_boxes(answer, len(prefix.geometry.indices)) if box_text else None,
-                    threshold=self.config.relevance_threshold,
-                )
-            )
-        return preds
+        return PrefixAnswers(answer_ids=generated, boxes=torch.stack(boxes), relevance_logits=torch.stack(relevance))
 
     # ------------------------------------------------------------------ training
     def prepare_inputs(

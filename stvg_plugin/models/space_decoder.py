@@ -31,24 +31,40 @@ class SpaceDecoderOutput:
     grid_hw: tuple[int, int] | None = None  # (rows, cols) of those P tokens
 
 
+def zero_start(layer: nn.Linear, rows: slice = slice(None)) -> nn.Linear:
+    """Mark ``layer`` to start at zero (``rows`` of its weight and bias): a new path that begins as a no-op.
+
+    The mark is applied by :func:`apply_zero_start` right after the layer's normal init (the model's
+    ``_init_weights``), so it holds for random init and for weights a checkpoint lacks, never for loaded ones.
+    """
+    layer.zero_start_rows = rows
+    return layer
+
+
+def apply_zero_start(module: nn.Module) -> None:
+    """Zero the marked rows of ``module`` (see :func:`zero_start`), except parameters loaded from a checkpoint."""
+    rows = getattr(module, "zero_start_rows", None)
+    if rows is None:
+        return
+    with torch.no_grad():
+        for param in (module.weight, module.bias):
+            if param is not None and not getattr(param, "_is_hf_initialized", False):
+                param[rows].zero_()
+
+
 class SpaceTimeMixer(nn.Module):
     """Residual depthwise 3x3x3 convolution over (time, rows, cols) of the frames' token grids + a pointwise mix.
 
     Why: the decoder otherwise sees one frame at a time, so a phrase such as "moving left" cannot be
     matched by any token (two identical shapes differ only in how they move). Depthwise keeps it cheap
-    (27 weights per channel); the pointwise output is zero-initialised, so a new mixer starts as identity.
+    (27 weights per channel); the pointwise output starts at zero (:func:`zero_start`), so a new mixer is identity.
     """
 
     def __init__(self, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.conv = nn.Conv3d(dim, dim, kernel_size=3, padding=1, groups=dim)
-        self.mix = nn.Linear(dim, dim)
-
-    def zero_init(self) -> None:
-        with torch.no_grad():
-            self.mix.weight.zero_()
-            self.mix.bias.zero_()
+        self.mix = zero_start(nn.Linear(dim, dim))
 
     def forward(self, v: torch.Tensor, b: int, t: int, rows: int, cols: int) -> torch.Tensor:
         """``v`` ``[B*T, rows*cols, dim]`` (frames of one video consecutive) -> same shape."""
@@ -162,27 +178,19 @@ class QueryGuidedSpaceDecoder(nn.Module):
             self.score_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
             # [attention-pooled tokens, q] -> (dx, dy) centre offset (logit space) + (w, h) logits
             self.box_head = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 4))
+            zero_start(self.box_head[-1], rows=slice(0, 2))  # start from the soft-argmax centre: zero offset
         self.text_match = bool(text_match) and box_head == "reference"
         self.temporal = SpaceTimeMixer(dim) if temporal and box_head == "reference" else None
         if self.text_match:
             # token . W(mean text): a text-conditioned linear score per visual token (zero-initialised)
-            self.text_key = nn.Linear(dim, dim)
-            self.relevance_from_match = nn.Linear(1, 1)
+            self.text_key = zero_start(nn.Linear(dim, dim))
+            self.relevance_from_match = zero_start(nn.Linear(1, 1))
 
     def _init_reference_head(self) -> None:
-        """Start from the soft-argmax centre itself: zero offset, and no text-match term yet
-        (called after the model's own init)."""
-        if self.box_head_kind == "reference":
-            last = self.box_head[-1]
-            with torch.no_grad():
-                last.weight[:2].zero_()
-                last.bias[:2].zero_()
-                if self.text_match:
-                    for layer in (self.text_key, self.relevance_from_match):
-                        layer.weight.zero_()
-                        layer.bias.zero_()
-            if self.temporal is not None:
-                self.temporal.zero_init()
+        """Zero the layers marked to start at zero (see :func:`zero_start`); the model's ``_init_weights``
+        does this per layer after its normal init, this method does it for a decoder built on its own."""
+        for module in self.modules():
+            apply_zero_start(module)
 
     def forward(
         self,

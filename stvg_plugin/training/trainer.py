@@ -2,9 +2,9 @@
 
 Multi-device behaviour comes from accelerate's own config (``accelerate launch``), never from code
 here. One micro-step = ``batch_size`` examples in one batched forward (the model core pads their
-sequences; frame counts may differ across tasks); ``grad_accum`` micro-steps make one optimizer step. Each process draws its own
-examples from the deterministic stream (``TrainData``), so a resumed run repeats exactly the data,
-losses and updates of an uninterrupted one.
+sequences; frame counts may differ across tasks); ``grad_accum`` micro-steps make one optimizer
+step. Each process draws its own examples from the deterministic stream (``TrainData``), so a
+resumed run repeats exactly the data, losses and updates of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class Trainer:
 
         A micro-batch goes through the model in one batched forward (its ``loss`` is the mean of its
         examples' losses), so ``batch_size=8, grad_accum=1`` takes the same step on the same examples
-        as ``batch_size=1, grad_accum=8`` (to float rounding), several times faster.
+        as ``batch_size=1, grad_accum=8`` (to float rounding), faster (bench/bench_train_step.py).
         """
         acc, cfg = self.accelerator, self.cfg
         global_step = self.step * acc.num_processes + acc.process_index
