@@ -58,10 +58,10 @@ def test_training_and_inference_feed_the_decoder_the_query_embeddings(synth_dir,
     monkeypatch.setattr(model.space_decoder, "forward", spy)
     with torch.no_grad():
         model([model.prepare_inputs(sampled, q.query)])
-        pred = model.ground_prefix_many(model.encode_video(sampled), [q.query])[0]
+        answers = model.answer_queries(model.encode_video(sampled), [q.query])
         ins = model.processor.instruction(q.query)
         expected = model.backbone.embed_text(ins.input_ids[ins.query_mask][None])
-    assert pred.boxes and len(seen) == 2
+    assert answers.boxes.shape[0] == 1 and len(seen) == 2
     for got in seen:  # training and inference: the query tokens' own input embeddings, nothing else
         assert_tensors_close(got, expected, ulps=0)
 
