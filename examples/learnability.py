@@ -42,7 +42,7 @@ SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6
 # scores them against the text and places the box by soft-argmax (reference-point head), trained with a
 # direct target on its token scores (trainer.loss_weights.centre)
 MODEL = ["model=spacevllm_tiny_learn"]
-TRAINER = ["trainer=cpu_tiny", "trainer.num_threads=2", "trainer.max_steps=3800", "trainer.lr=3e-3",
+TRAINER = ["trainer=cpu_tiny", "trainer.num_threads=2", "trainer.max_steps=4500", "trainer.lr=3e-3",
            "trainer.batch_size=8", "trainer.grad_accum=1", "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
            "trainer.loss_weights.centre=8.0", "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
 SETTINGS: list[str] = []  # --set
