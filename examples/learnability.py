@@ -42,7 +42,7 @@ SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6
 # scores them against the text and places the box by soft-argmax (reference-point head), trained with a
 # direct target on its token scores (trainer.loss_weights.centre)
 MODEL = ["model=spacevllm_tiny_learn"]
-TRAINER = ["trainer=cpu_tiny", "trainer.num_threads=2", "trainer.max_steps=4500", "trainer.lr=3e-3",
+TRAINER = ["trainer=cpu_tiny", "trainer.num_threads=2", "trainer.max_steps=4000", "trainer.lr=3e-3",
            "trainer.batch_size=8", "trainer.grad_accum=1", "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
            "trainer.loss_weights.centre=8.0", "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
 SETTINGS: list[str] = []  # --set
@@ -95,20 +95,25 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (both runs)")
     ap.add_argument("--train-max-distractors", type=int, default=1,
                     help="distractors per training video, at most (held-out videos keep 1)")
+    ap.add_argument("--train-same-shape", type=float, default=0.7,
+                    help="probability that a training distractor shares the target's shape, so the query needs its "
+                         "colour, size or motion word (held-out videos keep the generator's default, 0)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the box_head=text run")
     ap.add_argument("--set", nargs="*", default=[], help="extra `stvg train` overrides (both runs), e.g. trainer.lr=1e-3")
     args = ap.parse_args()
     SETTINGS.extend(args.set)
     out = args.out.resolve()
     t0 = time.perf_counter()
-    train_synth = {**SYNTH, "max_distractors": args.train_max_distractors}
+    train_synth = {**SYNTH, "max_distractors": args.train_max_distractors,
+                   "same_shape_distractors": args.train_same_shape}
     train_ann = generate_synthetic(out / "synth_train", num_videos=args.train_videos, seed=100,
                                    write_hcstvg_json=False, workers=2, **train_synth)
     val_ann = generate_synthetic(out / "synth_val", num_videos=args.val_videos, seed=200,
                                  write_hcstvg_json=False, workers=2, **SYNTH)
     synth_s = round(time.perf_counter() - t0, 1)
     val = read_queries(val_ann)
-    results: dict = {"synth": {**SYNTH, "train_max_distractors": args.train_max_distractors, "train_videos": args.train_videos, "val_videos": args.val_videos,
+    results: dict = {"synth": {**SYNTH, "train_max_distractors": args.train_max_distractors,
+                               "train_same_shape": args.train_same_shape, "train_videos": args.train_videos, "val_videos": args.val_videos,
                                "train_queries": len(read_queries(train_ann)), "val_queries": len(val),
                                "seconds": synth_s}}
     results["chance"] = {"scores": scores(val, list(random_predictions(val, seed=0)))}
