@@ -93,3 +93,30 @@ def test_attribute_scores_group_by_needed_attribute():
     assert out["shape only"] == {"n": 1, "m_tIoU": 1.0, "m_vIoU": 1.0}
     assert out["motion-needed"]["m_vIoU"] == pytest.approx(1.0)
     assert out["colour-needed"]["n"] == 2 and out["colour-needed"]["m_vIoU"] == pytest.approx(0.5)
+
+
+def test_same_shape_distractors_make_the_other_words_needed():
+    import itertools
+
+    from stvg_plugin.synth import COLOURS, MOTIONS, SHAPES, SIZES, _make_objects
+
+    def draw(p, seed):
+        return _make_objects(np.random.default_rng(seed), 40, 160, 120, 1, 1, (0.3, 0.7), p)
+
+    same = [len({o.shape for o in draw(1.0, s)}) == 1 for s in range(30)]
+    # every distractor is drawn with the target's shape; one that cannot be placed without a collision
+    # gives way to the next combination (any shape), as before
+    assert sum(same) >= 25
+    default = [len({o.shape for o in draw(0.0, s)}) == 1 for s in range(30)]
+    assert sum(default) < 20  # shapes drawn like the other attributes (1/3 expected)
+    # 0 draws nothing extra: the same objects as before the option existed (the random stream is untouched)
+    combos = list(itertools.product(SHAPES, COLOURS, SIZES, MOTIONS))
+    rng = np.random.default_rng(5)
+    order = rng.permutation(len(combos))
+    first = draw(0.0, 5)[0]
+    assert (first.shape, first.colour, first.size, first.motion) == combos[order[0]]
+    for s in range(30):  # a same-shape distractor: the description needs another word
+        objects = draw(1.0, s)
+        if len({o.shape for o in objects}) == 1:
+            text, needed = _describe(0, objects, np.random.default_rng(s))
+            assert len(needed) == 1 or len(text.split()) > 3
