@@ -81,6 +81,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     elif not (checkpoint / "model.safetensors").is_file():
         raise ConfigError(f"checkpoint={checkpoint} holds no model.safetensors: pass checkpoint=DIR, or train=true to "
                           "train the demo model from scratch")
+    elif cfg.get("checkpoint"):
+        print(f"model: the checkpoint {checkpoint} (checkpoint=...)", flush=True)
     else:
         print(f"model: the shipped checkpoint {checkpoint} (made by `stvg demo train=true`, see TRAINING.md there); "
               "train=true trains it from scratch instead", flush=True)
@@ -136,10 +138,10 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     model_metrics = _metrics(out / "eval" / "summary.json")
     chance_metrics = _metrics(out / "chance" / "summary.json")
     summary = {"model": model_metrics, "chance": chance_metrics, "checkpoint": str(checkpoint),
-               "model_source": "trained" if train else "shipped",
+               "model_source": "trained" if train else "given" if cfg.get("checkpoint") else "shipped",
                "fiftyone_dataset": cfg.dataset_name, "step_seconds": steps.times}
     write_json(out / "summary.json", summary)
-    print(f"\nheld-out synthetic set (tubedetr protocol); model: {'trained now' if train else 'shipped'} {checkpoint}")
+    print(f"\nheld-out synthetic set (tubedetr protocol); model: {summary['model_source']} {checkpoint}")
     print(f"{'':<10}" + "".join(f"{k:>10}" for k in SUMMARY_KEYS))
     for name, m in (("model", model_metrics), ("chance", chance_metrics)):
         print(f"{name:<10}" + "".join(f"{m[k]:>10.3f}" for k in SUMMARY_KEYS))
