@@ -93,6 +93,9 @@ def test_attribute_scores_group_by_needed_attribute():
     assert out["shape only"] == {"n": 1, "m_tIoU": 1.0, "m_vIoU": 1.0}
     assert out["motion-needed"]["m_vIoU"] == pytest.approx(1.0)
     assert out["colour-needed"]["n"] == 2 and out["colour-needed"]["m_vIoU"] == pytest.approx(0.5)
+    named = attribute_scores(queries, perfect, by="named")
+    assert {k: v["n"] for k, v in named.items()} == {"colour": 1, "shape": 1, "colour+motion": 1}
+    assert named["colour"]["m_vIoU"] == pytest.approx(0.0) and named["shape"]["m_vIoU"] == pytest.approx(1.0)
 
 
 def test_same_shape_distractors_make_the_other_words_needed():

@@ -22,7 +22,7 @@ import numpy as np
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery
 from stvg_plugin.metrics import evaluate
-from stvg_plugin.synth import COLOURS, SHAPES
+from stvg_plugin.synth import COLOURS, SHAPES, SIZES
 
 ATTRIBUTES = ("colour", "size", "motion")
 #: the words a swap replaces, cycled in this order (a colour becomes the next colour)
@@ -39,19 +39,35 @@ def needed_attributes(query: GroundingQuery) -> tuple[str, ...] | None:
     return tuple(a for a in ATTRIBUTES if a in meta["needed"])
 
 
+def named_attributes(query: GroundingQuery) -> tuple[str, ...]:
+    """The attributes a synthetic query's text names besides its shape (needed or not)."""
+    words = set(query.query.split())
+    named = {"colour": bool(words & set(COLOURS)), "size": bool(words & set(SIZES)),
+             "motion": bool(words & {"moving", "still"})}
+    return tuple(a for a in ATTRIBUTES if named[a])
+
+
 def attribute_scores(
     queries: Sequence[GroundingQuery],
     predictions: Iterable[GroundingPrediction],
     keys: Sequence[str] = ("m_tIoU", "m_vIoU"),
     protocol: str = "tubedetr",
+    by: str = "needed",
 ) -> dict[str, dict[str, float]]:
-    """Scores per query group: ``shape only``, ``colour-needed``, ``motion-needed``, ``size-needed``
-    (a query needing two attributes is in both of their groups), each with its query count ``n``."""
+    """Scores per query group, each with its query count ``n``.
+
+    ``by="needed"``: ``shape only``, ``colour-needed``, ``motion-needed``, ``size-needed`` (a query needing
+    two attributes is in both of their groups). ``by="named"``: one group per set of attributes the text
+    names (``shape``, ``colour``, ``size+motion`` ...), needed or not (the grouping of session 4).
+    """
     by_qid = {p.qid: p for p in predictions}
     groups: dict[str, list[GroundingQuery]] = {"shape only": []} | {f"{a}-needed": [] for a in ATTRIBUTES}
     for q in queries:
         needed = needed_attributes(q)
         if needed is None:
+            continue
+        if by == "named":
+            groups.setdefault("+".join(named_attributes(q)) or "shape", []).append(q)
             continue
         if not needed:
             groups["shape only"].append(q)
