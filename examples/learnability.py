@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (both runs)")
     ap.add_argument("--train-max-distractors", type=int, default=1,
                     help="distractors per training video, at most (held-out videos keep 1)")
-    ap.add_argument("--train-same-shape", type=float, default=0.7,
+    ap.add_argument("--train-same-shape", type=float, default=0.4,
                     help="probability that a training distractor shares the target's shape, so the query needs its "
                          "colour, size or motion word (held-out videos keep the generator's default, 0)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the box_head=text run")
