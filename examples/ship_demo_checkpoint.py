@@ -1,6 +1,6 @@
 """Copy a finished ``stvg train`` run into the checkpoint folder ``stvg demo`` ships, with how it was made.
 
-    .venv/bin/python examples/ship_demo_checkpoint.py OUT/decoder --videos 2400 --seed 100 --note "..."
+    .venv/bin/python examples/ship_demo_checkpoint.py OUT/decoder --videos 2400 --seed 100 --same-shape 0.4 --note "..."
 
 Writes into ``stvg_plugin/assets/spacevllm_tiny_demo`` (``--dest``): the final model folder's files
 (safetensors weights, config, tokenizer, frame processor), ``train_config.yaml`` (the run's composed
@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="the stvg train output_dir (holds final/, .hydra/, train_log.jsonl)")
     ap.add_argument("--videos", type=int, required=True, help="training videos synthesized (conf/demo.yaml synth.train_videos)")
     ap.add_argument("--seed", type=int, required=True, help="their seed (synth.train_seed)")
+    ap.add_argument("--same-shape", type=float, required=True,
+                    help="their same_shape_distractors (synth.train_generator.same_shape_distractors)")
     ap.add_argument("--dest", type=Path, default=DEST)
     ap.add_argument("--note", default="", help="where and how it was trained (machine, load)")
     args = ap.parse_args()
@@ -57,7 +59,8 @@ def main() -> None:
         "```bash",
         f"# training data: {args.videos} synthetic videos, seed={args.seed} (examples/learnability.py writes the same set)",
         f"stvg synth output_dir=DATA num_videos={args.videos} seed={args.seed} generator.max_queries_per_video=1 "
-        "generator.max_distractors=1 'generator.duration_s=[4.0,6.0]' generator.workers=2",
+        f"generator.max_distractors=1 'generator.duration_s=[4.0,6.0]' generator.same_shape_distractors={args.same_shape} "
+        "generator.workers=2",
         "stvg train annotations=DATA/annotations.jsonl output_dir=RUN " + " ".join(portable),
         "```",
         "",
