@@ -514,7 +514,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
 
         Losses, when every example carries ``gt_boxes``/``in_span``: each term per example
         (``example_losses``; an example without an answer, ``rec``, has LM term 0), weighted by
-        ``loss_weights`` (keys :data:`losses.LOSS_KEYS`; default: the config's ``loss_*_weight``) and
+        ``loss_weights`` (keys :data:`losses.LOSS_KEYS`; a key not given: the config's ``loss_*_weight``) and
         summed once (:func:`losses.weighted_total`); ``loss`` is the mean over the examples, so a batch of
         B equals B accumulated micro-steps of one example.
         """
@@ -570,6 +570,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             frame_mask=frame_mask,
         )
         per_example: dict[str, torch.Tensor] = {"lm": lm_per_example}
+        weights = {**self.loss_weights(), **(loss_weights or {})}  # keys not given: the config's
         if all(ex.gt_boxes is not None and ex.in_span is not None for ex in examples):
             t = pred_boxes.shape[1]
             gt = torch.stack([_pad_frames(ex.gt_boxes, t) for ex in examples]).to(device)
@@ -582,13 +583,11 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 pred_boxes, relevance_logits, gt, box_mask, target,
                 token_logits=token_logits, grid_hw=token_grid, frame_mask=frame_mask,
             ))
-            weights = dict(loss_weights) if loss_weights is not None else self.loss_weights()
             per_example["total"] = weighted_total(per_example, weights)
             out.example_losses = per_example
             out.losses = {f"loss_{k}": v.mean() for k, v in per_example.items() if k != "total"}
             out.loss = per_example["total"].mean()
         elif owners:
-            weights = dict(loss_weights) if loss_weights is not None else self.loss_weights()
             out.loss = float(weights["lm"]) * loss_lm
         return out
 
