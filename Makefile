@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export FIFTYONE_DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv vision-venv test test-fast demo bench lint clean
+.PHONY: venv vision-venv test test-fast demo demo-train bench lint clean
 
 venv: $(STAMP)
 
@@ -75,6 +75,10 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/stvg demo
+
+# the same loop, but the model is trained from scratch first (reproduces the shipped demo checkpoint)
+demo-train: $(STAMP)
+	$(VENV)/bin/stvg demo train=true
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -10,7 +10,10 @@ Steps (each one the real command, printed as it runs, so the numbers can be repr
 3. ``stvg predict checkpoint=.../final`` on the held-out videos;
 4. ``stvg_plugin.metrics.evaluate`` (tubedetr protocol) of the model, of seeded random predictions
    (chance) and, unless ``--no-ablation``, of the same run with boxes written as text by the LLM
-   (``model.box_head=text``, SpaceVLLM's decoder removed from the box path).
+   (``model.box_head=text``, SpaceVLLM's decoder removed from the box path);
+5. does the model read each word? scores per group of queries by the attribute they need besides the
+   shape (colour-needed, motion-needed, ...), and the word-swap test: the fraction of queries whose box
+   moves when their colour (shape) word is swapped for another (``stvg_plugin.training.attribute_probe``).
 Prints a table and writes ``results.json`` into ``--out``.
 """
 
@@ -26,6 +29,7 @@ from pathlib import Path
 from stvg_plugin.data import read_predictions, read_queries
 from stvg_plugin.metrics import evaluate
 from stvg_plugin.synth import generate_synthetic
+from stvg_plugin.training.attribute_probe import attribute_scores, word_swap_test
 from stvg_plugin.training.baselines import random_predictions
 
 KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
@@ -38,7 +42,7 @@ SYNTH = {"max_queries_per_video": 1, "max_distractors": 1, "duration_s": (4.0, 6
 # scores them against the text and places the box by soft-argmax (reference-point head), trained with a
 # direct target on its token scores (trainer.loss_weights.centre)
 MODEL = ["model=spacevllm_tiny_learn"]
-TRAINER = ["trainer=cpu_tiny", "trainer.num_threads=2", "trainer.max_steps=3800", "trainer.lr=3e-3",
+TRAINER = ["trainer=cpu_tiny", "trainer.num_threads=2", "trainer.max_steps=4000", "trainer.lr=3e-3",
            "trainer.batch_size=8", "trainer.grad_accum=1", "trainer.warmup_steps=30", "trainer.max_grad_norm=5.0", "trainer.loss_weights.lm=0.3",
            "trainer.loss_weights.centre=8.0", "task_weights.rec=0.3", "derive_tasks=[rec]", "resume=null"]
 SETTINGS: list[str] = []  # --set
@@ -59,7 +63,7 @@ def scores(queries, predictions) -> dict[str, float]:
 
 
 def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra: list[str], max_steps: int | None,
-                    predict_extra: tuple[str, ...] = ()) -> dict:
+                    predict_extra: tuple[str, ...] = (), swap: bool = True) -> dict:
     run = out / name
     overrides = [*MODEL, *TRAINER, *extra] + ([f"trainer.max_steps={max_steps}"] if max_steps else [])
     overrides += list(SETTINGS)
@@ -67,8 +71,24 @@ def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra:
     predict_s = stvg(["predict", f"checkpoint={run / 'final'}", f"annotations={val_ann}",
                       f"output_dir={run / 'predict_val'}", "model.span_source=relevance", *predict_extra])
     preds = read_predictions(run / "predict_val" / "predictions.jsonl")
-    return {"scores": scores(read_queries(val_ann), preds), "train_s": train_s, "predict_s": predict_s,
-            "overrides": overrides}
+    val = read_queries(val_ann)
+    result = {"scores": scores(val, preds), "train_s": train_s, "predict_s": predict_s, "overrides": overrides,
+              "by_attribute": attribute_scores(val, preds),
+              "by_named_attributes": attribute_scores(val, preds, by="named")}
+    if swap:  # (not for the text-box ablation: ~450 more answers of 600 generated tokens each)
+        result["word_swap"] = word_swap(run / "final", val)
+    return result
+
+
+def word_swap(checkpoint: Path, queries) -> dict:
+    """The word-swap test of ``attribute_probe`` on a saved checkpoint (in this process: no command for it)."""
+    import torch
+
+    from stvg_plugin.models.grounder import load_grounder
+
+    torch.set_num_threads(2)
+    grounder = load_grounder({"preset": "spacevllm_tiny", "span_source": "relevance"}, checkpoint)
+    return word_swap_test(lambda batch: grounder.predict(batch, progress=False), queries)
 
 
 def main() -> None:
@@ -79,27 +99,42 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps (both runs)")
     ap.add_argument("--train-max-distractors", type=int, default=1,
                     help="distractors per training video, at most (held-out videos keep 1)")
+    ap.add_argument("--train-same-shape", type=float, default=0.4,
+                    help="probability that a training distractor shares the target's shape, so the query needs its "
+                         "colour, size or motion word (held-out videos keep the generator's default, 0)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the box_head=text run")
+    ap.add_argument("--ablation-only", action="store_true",
+                    help="only the box_head=text run, on the data of an earlier run in --out (added to its results.json)")
     ap.add_argument("--set", nargs="*", default=[], help="extra `stvg train` overrides (both runs), e.g. trainer.lr=1e-3")
     args = ap.parse_args()
     SETTINGS.extend(args.set)
     out = args.out.resolve()
     t0 = time.perf_counter()
-    train_synth = {**SYNTH, "max_distractors": args.train_max_distractors}
+    train_synth = {**SYNTH, "max_distractors": args.train_max_distractors,
+                   "same_shape_distractors": args.train_same_shape}
+    if args.ablation_only:
+        train_ann, val_ann = out / "synth_train" / "annotations.jsonl", out / "synth_val" / "annotations.jsonl"
+        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        results["text_boxes"] = train_and_score("text_boxes", out, train_ann, val_ann, ["model.box_head=text"],
+                                                args.max_steps, ("+model.max_new_tokens_text_boxes=600",), swap=False)
+        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        print(json.dumps(results["text_boxes"], indent=2))
+        return
     train_ann = generate_synthetic(out / "synth_train", num_videos=args.train_videos, seed=100,
                                    write_hcstvg_json=False, workers=2, **train_synth)
     val_ann = generate_synthetic(out / "synth_val", num_videos=args.val_videos, seed=200,
                                  write_hcstvg_json=False, workers=2, **SYNTH)
     synth_s = round(time.perf_counter() - t0, 1)
     val = read_queries(val_ann)
-    results: dict = {"synth": {**SYNTH, "train_max_distractors": args.train_max_distractors, "train_videos": args.train_videos, "val_videos": args.val_videos,
+    results: dict = {"synth": {**SYNTH, "train_max_distractors": args.train_max_distractors,
+                               "train_same_shape": args.train_same_shape, "train_videos": args.train_videos, "val_videos": args.val_videos,
                                "train_queries": len(read_queries(train_ann)), "val_queries": len(val),
                                "seconds": synth_s}}
     results["chance"] = {"scores": scores(val, list(random_predictions(val, seed=0)))}
     results["model"] = train_and_score("decoder", out, train_ann, val_ann, [], args.max_steps)
     if not args.no_ablation:
         results["text_boxes"] = train_and_score("text_boxes", out, train_ann, val_ann, ["model.box_head=text"],
-                                                args.max_steps, ("+model.max_new_tokens_text_boxes=600",))
+                                                args.max_steps, ("+model.max_new_tokens_text_boxes=600",), swap=False)
     results["total_s"] = round(time.perf_counter() - t0, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"\nheld-out synthetic: {len(val)} queries on {args.val_videos} unseen videos (tubedetr protocol)")
@@ -110,6 +145,14 @@ def main() -> None:
             r = results[key]
             print(f"{labels[key]:<28}" + "".join(f"{r['scores'][k]:>10.3f}" for k in KEYS)
                   + f"{r.get('train_s', ''):>10}")
+    for key in ("model", "text_boxes"):
+        if key in results:
+            groups = results[key]["by_attribute"]
+            swaps = results[key].get("word_swap", {})
+            print(f"{labels[key]}: m_vIoU by needed attribute: "
+                  + ", ".join(f"{g} {v['m_vIoU']:.3f} (n={v['n']})" for g, v in groups.items())
+                  + "; box moves when swapping the word: "
+                  + (", ".join(f"{k} {v['moved']:.0%} of {v['n']}" for k, v in swaps.items()) or "not run"))
     print(f"\nwrote {out / 'results.json'} (total {results['total_s']} s)")
 
 

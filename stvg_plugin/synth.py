@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from stvg_plugin.data import GroundingQuery, StvgError, atomic_path, frames_to_seconds, write_queries
+from stvg_plugin.util.progress import progress_bar
 from stvg_plugin.video import write_video
 
 SHAPES = ("circle", "square", "triangle")
@@ -120,8 +121,13 @@ def _collides(a: SynthObject, b: SynthObject, num_frames: int, margin: int = 2) 
     return False
 
 
-def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator) -> str:
-    """Shortest unique description most of the time, a longer unique one otherwise (variety)."""
+def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator) -> tuple[str, list[str]]:
+    """Shortest unique description most of the time, a longer unique one otherwise (variety).
+
+    Returns the text and the attributes it *needs*: those named whose word, dropped, would leave
+    another object of the video fitting the description (per-attribute analyses of a model, e.g.
+    "does it read colour words", group queries by these; examples/learnability.md).
+    """
 
     def matches(obj: SynthObject, attrs: tuple[str, ...], ref: SynthObject) -> bool:
         return obj.shape == ref.shape and all(getattr(obj, a) == getattr(ref, a) for a in attrs)
@@ -141,8 +147,26 @@ def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator)
     words.append(ref.shape)
     if "motion" in attrs:
         words.append(_MOTION_PHRASE[ref.motion])
-    return " ".join(words)
+    needed = [a for a in attrs if sum(matches(o, tuple(b for b in attrs if b != a), ref) for o in objects) > 1]
+    return " ".join(words), needed
 
+
+
+def _prefer_same_shape(
+    order: np.ndarray, combos: list[tuple], num_targets: int, num_distractors: int, p: float, rng: np.random.Generator
+) -> list[int]:
+    """``order`` with each distractor slot taken, with probability ``p``, by the next unused combination of
+    the first target's shape (the rest keep their order, as fallbacks when a placement fails)."""
+    head, rest = [int(i) for i in order[:num_targets]], [int(i) for i in order[num_targets:]]
+    shape = combos[head[0]][0]
+    picked: list[int] = []
+    for _ in range(num_distractors):
+        same = rng.random() < p
+        for i in rest:
+            if i not in picked and (not same or combos[i][0] == shape):
+                picked.append(i)
+                break
+    return head + picked + [i for i in rest if i not in picked]
 
 def _make_objects(
     rng: np.random.Generator,
@@ -152,10 +176,18 @@ def _make_objects(
     num_targets: int,
     num_distractors: int,
     span_fraction: tuple[float, float],
+    same_shape_distractors: float = 0.0,
 ) -> list[SynthObject]:
-    """Targets first (each with a partial span), then distractors; rejection-sampled to never collide."""
+    """Targets first (each with a partial span), then distractors; rejection-sampled to never collide.
+
+    ``same_shape_distractors``: the probability that a distractor takes the first target's shape, so
+    that the query needs its colour, size or motion word (0: shapes drawn like the other attributes,
+    and the random stream, hence the dataset, is the one this option did not exist for).
+    """
     combos = list(itertools.product(SHAPES, COLOURS, SIZES, MOTIONS))
     order = rng.permutation(len(combos))
+    if same_shape_distractors > 0 and num_distractors > 0:
+        order = _prefer_same_shape(order, combos, num_targets, num_distractors, same_shape_distractors, rng)
     objects: list[SynthObject] = []
     for k, combo_idx in enumerate(order):
         is_target = len(objects) < num_targets
@@ -214,18 +246,20 @@ def _make_video(
     max_distractors: int,
     span_fraction: tuple[float, float],
     noise: float,
+    same_shape_distractors: float = 0.0,
 ) -> list[GroundingQuery]:
     """Draw, render and encode video ``v`` of a set; returns its queries (module-level: picklable)."""
     rng = np.random.default_rng([seed, v])
     num_frames = max(4, int(round(rng.uniform(*duration_s) * fps)))
     num_targets = int(rng.integers(1, max_queries_per_video + 1))
     num_distractors = int(rng.integers(1, max_distractors + 1)) if max_distractors > 0 else 0
-    objects = _make_objects(rng, num_frames, width, height, num_targets, num_distractors, span_fraction)
+    objects = _make_objects(rng, num_frames, width, height, num_targets, num_distractors, span_fraction,
+                            same_shape_distractors)
     background = _background(rng, width, height, noise)
     video_path = out / f"video_{v:04d}.mp4"
     write_video(video_path, render_frames(objects, background, num_frames), fps, threads=1)
     return [
-        _to_query(v, q, obj, _describe(q, objects, rng), video_path, fps, num_frames, width, height)
+        _to_query(v, q, obj, *_describe(q, objects, rng), video_path, fps, num_frames, width, height)
         for q, obj in enumerate(objects[:num_targets])
     ]
 
@@ -245,13 +279,20 @@ def generate_synthetic(
     noise: float = 6.0,
     write_hcstvg_json: bool = True,
     workers: int = 1,
+    progress: bool = False,
+    same_shape_distractors: float = 0.0,
 ) -> Path:
     """Write ``video_XXXX.mp4`` files, ``annotations.jsonl`` (unified) and ``hcstvg.json`` into ``output_dir``.
 
     Returns the path of ``annotations.jsonl`` (byte-identical for a seed, whatever ``workers``; see
     the module docstring for the videos). ``workers`` > 1 renders and encodes videos in that many
-    processes (``make demo`` writes 1 500+ videos).
+    processes (``make demo`` writes 1 500+ videos). ``progress``: a bar over the videos written.
+    ``same_shape_distractors``: probability that a distractor shares the target's shape (0 by default:
+    then most queries need only the shape word; a training set with more makes the colour, size and
+    motion words matter, examples/learnability.md session 5).
     """
+    if not 0.0 <= same_shape_distractors <= 1.0:
+        raise ValueError(f"same_shape_distractors must be in [0, 1], got {same_shape_distractors}")
     if num_videos < 1:
         raise ValueError(f"num_videos must be >= 1, got {num_videos}")
     if max_queries_per_video < 1:
@@ -265,18 +306,22 @@ def generate_synthetic(
     make = functools.partial(
         _make_video, out, seed, width=width, height=height, fps=fps, duration_s=duration_s,
         max_queries_per_video=max_queries_per_video, max_distractors=max_distractors,
-        span_fraction=span_fraction, noise=noise,
+        span_fraction=span_fraction, noise=noise, same_shape_distractors=same_shape_distractors,
     )  # fmt: skip
     queries: list[GroundingQuery] = []
+    bar = progress_bar(total=num_videos, desc=f"synthesizing {out.name}", unit="video", disable=not progress)
     if workers <= 1 or num_videos < 2 * workers:
         for v in range(num_videos):
             queries.extend(make(v))
+            bar.update()
     else:  # each video has its own rng, so the result does not depend on who draws it
         import multiprocessing
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for video_queries in pool.map(make, range(num_videos), chunksize=16):
                 queries.extend(video_queries)
+                bar.update()
+    bar.close()
     annotations = out / "annotations.jsonl"
     write_queries(annotations, queries, relative_to=str(out))
     if write_hcstvg_json:
@@ -287,7 +332,8 @@ def generate_synthetic(
 
 
 def _to_query(
-    v: int, q: int, obj: SynthObject, text: str, video_path: Path, fps: float, num_frames: int, width: int, height: int
+    v: int, q: int, obj: SynthObject, text: str, needed: list[str], video_path: Path, fps: float, num_frames: int,
+    width: int, height: int,
 ) -> GroundingQuery:
     boxes = {f: [float(c) for c in obj.box_at(f)] for f in range(obj.start, obj.end)}
     fps_value = float(Fraction(fps).limit_denominator(1001))
@@ -312,6 +358,7 @@ def _to_query(
                 "size": obj.size,
                 "motion": obj.motion,
                 "rgb": list(COLOURS[obj.colour]),
+                "needed": needed,
             }
         },
     )

@@ -31,7 +31,7 @@ def private_db(tmp_path_factory):
 def _demo(out: Path, uri: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FIFTYONE_DATABASE_URI": uri, "FIFTYONE_DATABASE_VALIDATION": "false",
            "FIFTYONE_DO_NOT_TRACK": "true"}
-    cmd = [sys.executable, "-m", "stvg_plugin.cli", "demo", f"output_dir={out}", "synth.train_videos=6",
+    cmd = [sys.executable, "-m", "stvg_plugin.cli", "demo", f"output_dir={out}", "train=true", "synth.train_videos=6",
            "synth.heldout_videos=3", "train_model=spacevllm_tiny", "train_overrides=['trainer=cpu_tiny','trainer.max_steps=4']",
            "render_videos=1", "dataset_name=stvg-demo-test", "++synth.train_generator.max_distractors=2"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)

@@ -1,6 +1,9 @@
 """``stvg demo``: the whole loop on the embedded synthetic default, in one command.
 
-synth (train + held-out) -> train the tiny model -> score it with the stock lmms-eval CLI on
+synth (held-out; + training videos with ``train=true``) -> the tiny model: the checkpoint shipped in
+``stvg_plugin/assets/spacevllm_tiny_demo`` (made by ``stvg demo train=true``; its folder records the
+command, config, data seed and training log), or with ``train=true`` trained from scratch now
+(~15 min on 2 cores) -> score it with the stock lmms-eval CLI on
 ``stvg_synthetic`` -> ``stvg evaluate`` the same predictions (and a chance baseline) -> import
 everything into the persistent FiftyOne dataset ``stvg-demo`` -> report (plots + rendered tubes)
 -> ``outputs/demo/summary.json``.
@@ -29,6 +32,8 @@ from stvg_plugin.commands.common import ConfigError
 from stvg_plugin.data import write_json
 
 SUMMARY_KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
+#: the checkpoint the demo uses unless ``train=true`` (trained by ``stvg demo train=true``; see its TRAINING.md)
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "spacevllm_tiny_demo"
 
 
 def _stvg() -> list[str]:
@@ -85,9 +90,21 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     for stale in (train_dir, lmms_dir, out / "eval", out / "chance", out / "report"):
         shutil.rmtree(stale, ignore_errors=True)  # a re-run starts clean: no stale fields or files
 
+    train = bool(cfg.get("train", False))
+    checkpoint = Path(str(cfg.get("checkpoint") or SHIPPED_CHECKPOINT)).expanduser().resolve()
+    if train:
+        print("model: trained from scratch now (train=true: the recipe of the shipped checkpoint)", flush=True)
+    elif not (checkpoint / "model.safetensors").is_file():
+        raise ConfigError(f"checkpoint={checkpoint} holds no model.safetensors: pass checkpoint=DIR, or train=true to "
+                          "train the demo model from scratch")
+    elif cfg.get("checkpoint"):
+        print(f"model: the checkpoint {checkpoint} (checkpoint=...)", flush=True)
+    else:
+        print(f"model: the shipped checkpoint {checkpoint} (made by `stvg demo train=true`, see TRAINING.md there); "
+              "train=true trains it from scratch instead", flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "FIFTYONE_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
-    steps = _Steps(total=7, env=env)
+    steps = _Steps(total=7 if train else 6, env=env)
     stvg = _stvg()
     synth = cfg.synth
     options = OmegaConf.to_container(synth.get("generator") or {}, resolve=True)
@@ -95,16 +112,18 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     train_only = synth.get("train_generator")
     train_options = {**options, **(OmegaConf.to_container(train_only, resolve=True) if train_only else {})}
     generator, train_generator = _generator_overrides(options), _generator_overrides(train_options)
-    steps.run("synthesize train and held-out videos",
-              [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}",
-               f"seed={synth.train_seed}", *train_generator],
-              [*stvg, "synth", f"output_dir={heldout_data}", f"num_videos={synth.heldout_videos}",
-               f"seed={synth.heldout_seed}", *generator])
-
-    steps.run("train the tiny SpaceVLLM model (learnability run)", [
-        *stvg, "train", f"model={cfg.train_model}", f"annotations={train_data / 'annotations.jsonl'}",
-        f"output_dir={train_dir}", *[str(o) for o in cfg.train_overrides]])
-    checkpoint = train_dir / "final"
+    heldout_cmd = [*stvg, "synth", f"output_dir={heldout_data}", f"num_videos={synth.heldout_videos}",
+                   f"seed={synth.heldout_seed}", *generator]
+    if train:
+        steps.run("synthesize train and held-out videos",
+                  [*stvg, "synth", f"output_dir={train_data}", f"num_videos={synth.train_videos}",
+                   f"seed={synth.train_seed}", *train_generator], heldout_cmd)
+        steps.run("train the tiny SpaceVLLM model (learnability run)", [
+            *stvg, "train", f"model={cfg.train_model}", f"annotations={train_data / 'annotations.jsonl'}",
+            f"output_dir={train_dir}", *[str(o) for o in cfg.train_overrides]])
+        checkpoint = train_dir / "final"
+    else:
+        steps.run("synthesize held-out videos", heldout_cmd)
 
     steps.run("score it with the stock lmms-eval CLI on stvg_synthetic", [
         *stvg, "lmms-eval", "--model", "spacevllm",
@@ -135,9 +154,10 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     model_metrics = _metrics(out / "eval" / "summary.json")
     chance_metrics = _metrics(out / "chance" / "summary.json")
     summary = {"model": model_metrics, "chance": chance_metrics, "checkpoint": str(checkpoint),
+               "model_source": "trained" if train else "given" if cfg.get("checkpoint") else "shipped",
                "fiftyone_dataset": cfg.dataset_name, "step_seconds": steps.times}
     write_json(out / "summary.json", summary)
-    print("\nheld-out synthetic set (tubedetr protocol)")
+    print(f"\nheld-out synthetic set (tubedetr protocol); model: {summary['model_source']} {checkpoint}")
     print(f"{'':<10}" + "".join(f"{k:>10}" for k in SUMMARY_KEYS))
     for name, m in (("model", model_metrics), ("chance", chance_metrics)):
         print(f"{name:<10}" + "".join(f"{m[k]:>10.3f}" for k in SUMMARY_KEYS))

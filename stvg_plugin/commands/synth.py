@@ -12,6 +12,7 @@ from stvg_plugin.synth import generate_synthetic
 def run(cfg: DictConfig, output_dir: Path) -> Path:
     options = OmegaConf.to_container(cfg.get("generator") or {}, resolve=True)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if v is not None}
-    path = generate_synthetic(output_dir, num_videos=int(cfg.num_videos), seed=int(cfg.seed), **kwargs)
+    path = generate_synthetic(output_dir, num_videos=int(cfg.num_videos), seed=int(cfg.seed), progress=True,
+                              **kwargs)
     print(f"wrote {cfg.num_videos} videos and {path}")
     return path

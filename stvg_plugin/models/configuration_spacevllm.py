@@ -27,6 +27,7 @@ from stvg_plugin.prompts import (
 SPAN_SOURCES = ("text", "relevance", "combined")
 BOX_HEADS = ("decoder", "text")
 DECODER_VISUAL_SOURCES = ("hidden", "projected", "patches")
+DECODER_TEXT_SOURCES = ("hidden", "hidden+embedding")
 
 
 class SpaceVLLMConfig(PreTrainedConfig):
@@ -59,6 +60,11 @@ class SpaceVLLMConfig(PreTrainedConfig):
       the first design; its boxes stayed at the mean box on CPU from scratch).
     * ``decoder_text_match``: add a text-conditioned linear score per visual token (and its frame
       maximum to the relevance logit); off in checkpoints saved before it existed.
+    * ``decoder_text_source``: ``hidden`` (the LLM's last-layer states at the referring-text tokens) or
+      ``hidden+embedding`` (plus, through the decoder's own norm and projection, those tokens' input
+      embeddings: the words themselves, whatever the video). A from-scratch LLM's text states mix in
+      the video they attend to, and a colour word moved them less than another video did
+      (examples/learnability.md, session 5); off in checkpoints saved before it existed.
     * ``decoder_temporal``: a depthwise space-time convolution over the frames' token grids in the
       decoder (reference head), so motion ("moving left") is visible per token; off by default.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text`` (above).
@@ -94,6 +100,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_box_head: str = "reference"  # how the space decoder regresses boxes (reference | mlp)
     decoder_text_match: bool = False
     decoder_temporal: bool = False
+    decoder_text_source: str = "hidden"
     span_source: str = "combined"
     box_head: str = "decoder"  # where the boxes come from (decoder | text)
     relevance_threshold: float = 0.5
@@ -121,6 +128,8 @@ class SpaceVLLMConfig(PreTrainedConfig):
             raise ValueError(f"box_head must be one of {BOX_HEADS}, got {self.box_head!r}")
         if self.decoder_visual_source not in DECODER_VISUAL_SOURCES:
             raise ValueError(f"decoder_visual_source must be one of {DECODER_VISUAL_SOURCES}")
+        if self.decoder_text_source not in DECODER_TEXT_SOURCES:
+            raise ValueError(f"decoder_text_source must be one of {DECODER_TEXT_SOURCES}, got {self.decoder_text_source!r}")
         if self.decoder_box_head not in DECODER_BOX_HEADS:
             raise ValueError(f"decoder_box_head must be one of {DECODER_BOX_HEADS}, got {self.decoder_box_head!r}")
         if not 1 <= int(self.num_frames) <= int(self.max_frames):

@@ -161,6 +161,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             box_head=config.decoder_box_head,
             text_match=config.decoder_text_match,
             temporal=config.decoder_temporal,
+            text_embeddings=config.decoder_text_source == "hidden+embedding",
         )
         self.processor: SpaceVLLMProcessor | None = None
         self.post_init()
@@ -223,6 +224,13 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         embeds = embeds.index_put((layout.positions(QUERY).to(device),), queries)
         position_ids, next_position = self.backbone.prefix_position_ids(layout.kinds.to(device), pixel_inputs)
         return embeds[None], position_ids, next_position, layout, features
+
+    def _decoder_text_embeds(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """The input embeddings of the referring-text tokens ``ids`` [B, L] when the decoder reads them
+        (``decoder_text_source="hidden+embedding"``), else ``None``."""
+        if self.config.decoder_text_source != "hidden+embedding":
+            return None
+        return self.backbone.embed_text(ids)
 
     def _text_positions(self, start: int, n: int, like: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(start, start + n, device=self.st_query_embed.weight.device)[None]
@@ -436,6 +444,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
                 prefix.query_states[None],
                 hidden[k, : lengths[k]][ins.query_mask.to(device)][None],
                 grid_hw=prefix.visual_grid,
+                text_embeds=self._decoder_text_embeds(ins.input_ids[ins.query_mask].to(device)[None]),
             )
             boxes.append(decoded.boxes[0].float().cpu())
             relevance.append(decoded.relevance_logits[0].float().cpu())
@@ -669,12 +678,15 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             text_pad = None
             if min(n_text) < width:
                 text_pad = torch.arange(width, device=device)[None] >= torch.tensor(n_text, device=device)[:, None]
+            text_ids = torch.stack([F.pad(examples[k].instruction.input_ids[examples[k].instruction.query_mask],
+                                          (0, width - m)) for k, m in zip(members, n_text)]).to(device)
             dec = self.space_decoder(
                 torch.stack([visual[k] for k in members]),
                 torch.stack([queries[k] for k in members]),
                 text,
                 text_pad=text_pad,
                 grid_hw=grid_hw,
+                text_embeds=self._decoder_text_embeds(text_ids),
             )
             for i, k in enumerate(members):
                 boxes[k], relevance[k] = dec.boxes[i], dec.relevance_logits[i]

@@ -154,6 +154,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
         box_head: str = "reference",
         text_match: bool = False,
         temporal: bool = False,
+        text_embeddings: bool = False,
     ):
         super().__init__()
         if box_head not in DECODER_BOX_HEADS:
@@ -161,6 +162,9 @@ class QueryGuidedSpaceDecoder(nn.Module):
         self.box_head_kind = box_head
         self.visual_proj = nn.Linear(llm_dim, dim)
         self.text_proj = nn.Linear(llm_dim, dim)
+        # the query tokens' input embeddings (the words, free of the video the LLM states attend to),
+        # normalised (embeddings start ~50x smaller than the final-normed states) and projected apart
+        self.text_embed_proj = nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, dim)) if text_embeddings else None
         self.query_proj = nn.Linear(llm_dim, dim)
         self.visual_from_text = nn.ModuleList(CrossAttentionBlock(dim, heads, mlp_ratio) for _ in range(layers))
         self.query_from_visual = nn.ModuleList(CrossAttentionBlock(dim, heads, mlp_ratio) for _ in range(layers))
@@ -195,8 +199,12 @@ class QueryGuidedSpaceDecoder(nn.Module):
         text: torch.Tensor,
         text_pad: torch.Tensor | None = None,
         grid_hw: tuple[int, int] | None = None,
+        text_embeds: torch.Tensor | None = None,
     ) -> SpaceDecoderOutput:
         """``visual`` [B, T, P, Dllm], ``queries`` [B, T, Dllm], ``text`` [B, L, Dllm] (``text_pad`` [B, L] True = pad).
+
+        ``text_embeds`` [B, L, Dllm]: the input embeddings of the same text tokens; required when the
+        decoder was built with ``text_embeddings`` (added to the projected text states), ignored otherwise.
 
         ``grid_hw``: the ``(rows, cols)`` of a frame's row-major token grid (default: :func:`grid_shape` of P).
 
@@ -207,10 +215,14 @@ class QueryGuidedSpaceDecoder(nn.Module):
         """
         dtype = self.visual_proj.weight.dtype
         visual, queries, text = visual.to(dtype), queries.to(dtype), text.to(dtype)
+        if self.text_embed_proj is not None:
+            if text_embeds is None:
+                raise ValueError("this space decoder reads the text's input embeddings too: pass text_embeds")
+            text_embeds = text_embeds.to(dtype)
         if not torch.amp.is_autocast_available(visual.device.type):  # the meta device (FLOP counts)
-            return self._forward(visual, queries, text, text_pad, grid_hw)
+            return self._forward(visual, queries, text, text_pad, grid_hw, text_embeds)
         with torch.autocast(visual.device.type, enabled=False):
-            return self._forward(visual, queries, text, text_pad, grid_hw)
+            return self._forward(visual, queries, text, text_pad, grid_hw, text_embeds)
 
     def _forward(
         self,
@@ -219,6 +231,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
         text: torch.Tensor,
         text_pad: torch.Tensor | None,
         grid_hw: tuple[int, int] | None,
+        text_embeds: torch.Tensor | None = None,
     ) -> SpaceDecoderOutput:
         b, t, p, _ = visual.shape
         v = self.visual_proj(visual).reshape(b * t, p, -1)
@@ -232,6 +245,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
                 v = self.temporal(v, b, t, rows, cols)
         q = self.query_proj(queries).reshape(b * t, 1, -1)
         txt = self.text_proj(text)
+        if self.text_embed_proj is not None:
+            txt = txt + self.text_embed_proj(text_embeds)
         txt = txt[:, None].expand(b, t, *txt.shape[1:]).reshape(b * t, txt.shape[1], -1)
         pad = None if text_pad is None else text_pad[:, None].expand(b, t, -1).reshape(b * t, -1)
         for v_block, q_block in zip(self.visual_from_text, self.query_from_visual):

@@ -1,0 +1,125 @@
+"""Per-attribute analysis of a grounding model: which words a synthetic query needs, word swaps, moved boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stvg_plugin.data import GroundingPrediction, GroundingQuery
+from stvg_plugin.synth import SynthObject, _describe
+from stvg_plugin.training.attribute_probe import (
+    attribute_scores,
+    box_moved,
+    needed_attributes,
+    swap_word,
+    word_swap_test,
+)
+
+WIDTH = 160
+
+
+def _obj(shape="square", colour="red", size="small", motion="still", x=10):
+    return SynthObject(shape, colour, size, motion, 0, 4, np.array([[x, 10, x + 20, 30]] * 4))
+
+
+def test_needed_attributes_are_those_without_which_another_object_fits():
+    rng = np.random.default_rng(0)
+    # same shape, only the colour differs: every description names the colour, and it is needed
+    for _ in range(20):
+        text, needed = _describe(0, [_obj(colour="red"), _obj(colour="blue", x=60)], rng)
+        assert "red" in text.split() and needed == ["colour"]
+    # different shapes: the shape alone singles the target out, so no attribute is needed
+    for _ in range(20):
+        text, needed = _describe(0, [_obj(colour="red"), _obj(shape="circle", colour="blue", x=60)], rng)
+        assert needed == [] and "square" in text.split()
+    # same shape, colour and size differ: either word alone suffices, so neither is needed when both are named
+    seen = set()
+    for _ in range(40):
+        text, needed = _describe(0, [_obj(), _obj(colour="blue", size="large", x=60)], rng)
+        named = {a for a, w in (("colour", "red"), ("size", "small")) if w in text.split()}
+        assert named and needed == (list(named) if len(named) == 1 else [])
+        seen.add(frozenset(named))
+    assert len(seen) > 1  # the generator varies its descriptions
+
+
+def test_swap_word_cycles_within_its_kind():
+    assert swap_word("the red square moving left", "colour") == "the green square moving left"
+    assert swap_word("the small yellow circle", "colour") == "the small red circle"
+    assert swap_word("the small yellow triangle", "shape") == "the small yellow circle"
+    assert swap_word("the large square", "colour") is None
+    assert swap_word("the reddish square", "colour") is None  # whole words only
+
+
+def _pred(qid, x, frames=range(4)):
+    return GroundingPrediction(qid=qid, span_frames=(0, 4), boxes={f: [x, 10.0, x + 20.0, 30.0] for f in frames})
+
+
+def test_box_moved_compares_centres_on_shared_frames():
+    assert not box_moved(_pred("a", 10), _pred("b", 10 + 0.1 * WIDTH - 1), WIDTH)
+    assert box_moved(_pred("a", 10), _pred("b", 10 + 0.1 * WIDTH + 1), WIDTH)
+    assert box_moved(_pred("a", 10, range(2)), _pred("b", 10, range(2, 4)), WIDTH)  # no shared frame
+
+
+def _query(qid, text, needed):
+    return GroundingQuery(qid=qid, video=f"{qid}.mp4", query=text, task="stvg", fps=10.0, num_frames=4, width=WIDTH,
+                          height=120, span_frames=(0, 4), boxes={f: [10.0, 10.0, 30.0, 30.0] for f in range(4)},
+                          extra={"synthetic": {"needed": needed}})
+
+
+def test_word_swap_test_tells_a_model_that_reads_colours_from_one_that_does_not():
+    queries = [_query("a", "the red square", ["colour"]), _query("b", "the blue circle moving left", []),
+               _query("c", "the large square", ["size"])]
+
+    def reads_colour(batch):
+        return [_pred(q.qid, 100.0 if "red" in q.query.split() else 10.0) for q in batch]
+
+    def ignores_colour(batch):
+        return [_pred(q.qid, 100.0 if "square" in q.query.split() else 10.0) for q in batch]
+
+    assert word_swap_test(reads_colour, queries) == {"colour": {"n": 2, "moved": 0.5}, "shape": {"n": 3, "moved": 0.0}}
+    assert word_swap_test(ignores_colour, queries) == {"colour": {"n": 2, "moved": 0.0},
+                                                       "shape": {"n": 3, "moved": 1.0}}
+
+
+def test_attribute_scores_group_by_needed_attribute():
+    queries = [_query("a", "the red square", ["colour"]), _query("b", "the circle", []),
+               _query("c", "the red square moving left", ["colour", "motion"]), _query("d", "the thing", None)]
+    queries[3].extra = {}
+    assert needed_attributes(queries[3]) is None and needed_attributes(queries[2]) == ("colour", "motion")
+    perfect = [_pred(q.qid, 10.0) for q in queries]
+    perfect[0] = GroundingPrediction(qid="a", span_frames=(0, 4), boxes={f: [120.0, 80.0, 140.0, 100.0] for f in range(4)})
+    out = attribute_scores(queries, perfect)
+    assert set(out) == {"shape only", "colour-needed", "motion-needed"}
+    assert out["shape only"] == {"n": 1, "m_tIoU": 1.0, "m_vIoU": 1.0}
+    assert out["motion-needed"]["m_vIoU"] == pytest.approx(1.0)
+    assert out["colour-needed"]["n"] == 2 and out["colour-needed"]["m_vIoU"] == pytest.approx(0.5)
+    named = attribute_scores(queries, perfect, by="named")
+    assert {k: v["n"] for k, v in named.items()} == {"colour": 1, "shape": 1, "colour+motion": 1}
+    assert named["colour"]["m_vIoU"] == pytest.approx(0.0) and named["shape"]["m_vIoU"] == pytest.approx(1.0)
+
+
+def test_same_shape_distractors_make_the_other_words_needed():
+    import itertools
+
+    from stvg_plugin.synth import COLOURS, MOTIONS, SHAPES, SIZES, _make_objects
+
+    def draw(p, seed):
+        return _make_objects(np.random.default_rng(seed), 40, 160, 120, 1, 1, (0.3, 0.7), p)
+
+    same = [len({o.shape for o in draw(1.0, s)}) == 1 for s in range(30)]
+    # every distractor is drawn with the target's shape; one that cannot be placed without a collision
+    # gives way to the next combination (any shape), as before
+    assert sum(same) >= 25
+    default = [len({o.shape for o in draw(0.0, s)}) == 1 for s in range(30)]
+    assert sum(default) < 20  # shapes drawn like the other attributes (1/3 expected)
+    # 0 draws nothing extra: the same objects as before the option existed (the random stream is untouched)
+    combos = list(itertools.product(SHAPES, COLOURS, SIZES, MOTIONS))
+    rng = np.random.default_rng(5)
+    order = rng.permutation(len(combos))
+    first = draw(0.0, 5)[0]
+    assert (first.shape, first.colour, first.size, first.motion) == combos[order[0]]
+    for s in range(30):  # a same-shape distractor: the description needs another word
+        objects = draw(1.0, s)
+        if len({o.shape for o in objects}) == 1:
+            text, needed = _describe(0, objects, np.random.default_rng(s))
+            assert len(needed) == 1 or len(text.split()) > 3
