@@ -84,7 +84,7 @@ def word_swap(checkpoint: Path, queries) -> dict:
     """The word-swap test of ``attribute_probe`` on a saved checkpoint (in this process: no command for it)."""
     import torch
 
-    from stvg_plugin.models.grounder import load_grounder
+    from stvg_plugin.models.loading import load_grounder
 
     torch.set_num_threads(2)
     grounder = load_grounder({"preset": "spacevllm_tiny", "span_source": "relevance"}, checkpoint)

@@ -193,6 +193,10 @@ CORE_PROMPT_PREFIX_7B = CHATML_SYSTEM_TURN + CHATML_USER_TURN
 CORE_FRAME_TEMPLATE = "Frame {index} at {time:.2f} s:"
 #: text after each frame's visual tokens and its query token
 CORE_FRAME_SUFFIX = "\n"
+#: the short frame header of the CPU learning preset (``spacevllm_tiny_learn``, no suffix): "3:0.4" is 5
+#: tokens where the default is 14 with its newline, so the tiny model's sequence drops from ~560 to ~410
+#: tokens; its frame number stays, for the text-box ablation's "frame {index}: [...]" answers
+CORE_FRAME_TEMPLATE_COMPACT = "{index}:{time:.1f}"
 #: the question after the video; must contain ``{query}`` (its tokens are located exactly)
 CORE_INSTRUCTION_TEMPLATE = "Find {query}. When is it visible?" + CHATML_ASSISTANT_TURN
 #: one box of a text answer (``box_head="text"``): normalised 0-1 xyxy of sampled frame ``{index}``

@@ -123,3 +123,24 @@ def test_same_shape_distractors_make_the_other_words_needed():
         if len({o.shape for o in objects}) == 1:
             text, needed = _describe(0, objects, np.random.default_rng(s))
             assert len(needed) == 1 or len(text.split()) > 3
+
+
+def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_path):
+    """examples/learnability.py's word-swap step loads the checkpoint through the core's loader (it imported
+    ``load_grounder`` from its old module and crashed after training, losing the run's results)."""
+    import importlib.util
+    from pathlib import Path
+
+    from stvg_plugin.data import read_queries
+    from stvg_plugin.models import build_tiny_model
+    from stvg_plugin.synth import generate_synthetic
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "learnability.py"
+    spec = importlib.util.spec_from_file_location("learnability_example", path)
+    learnability = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learnability)
+    build_tiny_model("spacevllm_tiny").save_pretrained(tmp_path / "ckpt")
+    queries = read_queries(generate_synthetic(tmp_path / "synth", num_videos=2, seed=3, max_queries_per_video=1))
+    result = learnability.word_swap(tmp_path / "ckpt", queries)
+    assert set(result) == {"colour", "shape"}
+    assert result["shape"]["n"] == len(queries) and 0.0 <= result["shape"]["moved"] <= 1.0

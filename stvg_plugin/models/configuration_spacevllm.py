@@ -67,6 +67,9 @@ class SpaceVLLMConfig(PreTrainedConfig):
       (examples/learnability.md, session 5); off in checkpoints saved before it existed.
     * ``decoder_temporal``: a depthwise space-time convolution over the frames' token grids in the
       decoder (reference head), so motion ("moving left") is visible per token; off by default.
+    * ``decoder_motion``: direction-of-motion channels per token in the decoder (reference head; products
+      of temporal and spatial differences, :class:`~stvg_plugin.models.space_decoder.MotionFeatures`);
+      off by default and in checkpoints saved before it existed.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text`` (above).
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}`` from 0, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``; defaults and the frame
@@ -100,6 +103,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_box_head: str = "reference"  # how the space decoder regresses boxes (reference | mlp)
     decoder_text_match: bool = False
     decoder_temporal: bool = False
+    decoder_motion: bool = False
     decoder_text_source: str = "hidden"
     span_source: str = "combined"
     box_head: str = "decoder"  # where the boxes come from (decoder | text)

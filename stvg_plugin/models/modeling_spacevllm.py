@@ -161,6 +161,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             box_head=config.decoder_box_head,
             text_match=config.decoder_text_match,
             temporal=config.decoder_temporal,
+            motion=config.decoder_motion,
             text_embeddings=config.decoder_text_source == "hidden+embedding",
         )
         self.processor: SpaceVLLMProcessor | None = None

@@ -30,7 +30,7 @@ from stvg_plugin.models.configuration_spacevllm import SpaceVLLMConfig
 from stvg_plugin.models.modeling_spacevllm import SpaceVLLMForGrounding
 from stvg_plugin.models.processing_spacevllm import SpaceVLLMProcessor, special_token_ids
 from stvg_plugin.models.tokenizer import build_tiny_tokenizer
-from stvg_plugin.prompts import CORE_PROMPT_PREFIX_7B, core_frame_templates
+from stvg_plugin.prompts import CORE_FRAME_TEMPLATE_COMPACT, CORE_PROMPT_PREFIX_7B, core_frame_templates
 
 _QWEN_FRAME = core_frame_templates("qwen2_5_vl")
 _TINY = {
@@ -90,13 +90,15 @@ PRESETS: dict[str, dict[str, Any]] = _Presets({
     "spacevllm_tiny": {"backbone": "llava_onevision", **_TINY},
     # examples/learnability.py, `make demo`: 16 frames of 64x64 px, span from the relevance head; the
     # space decoder reads the projector output on the 8x8 patch grid before LLaVA-OneVision's 2x2
-    # pooling, mixes each token with its space-time neighbours, scores tokens against the query text
-    # and places the box with the reference-point head (train it with trainer.loss_weights.centre > 0)
+    # pooling, adds direction-of-motion channels, mixes each token with its space-time neighbours,
+    # scores tokens against the query text and places the box with the reference-point head (train it
+    # with trainer.loss_weights.centre > 0); a short frame header keeps the sequence at ~410 tokens
     "spacevllm_tiny_learn": {
         "backbone": "llava_onevision", **_TINY, "num_frames": 16, "max_frames": 16, "frame_size": [64, 64],
         "span_source": "relevance", "box_head": "decoder", "decoder_dim": 64, "decoder_heads": 2,
         "decoder_layers": 1, "decoder_box_head": "reference", "decoder_visual_source": "patches",
-        "decoder_temporal": True, "decoder_text_match": True,
+        "decoder_temporal": True, "decoder_text_match": True, "decoder_motion": True,
+        "frame_template": CORE_FRAME_TEMPLATE_COMPACT, "frame_suffix": "",
     },
     "spacevllm_qwen2_5_vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
     # LLaVA-Video-7B-Qwen2 was trained with 2x2 average pooling + a newline per row (lmms-lab's
