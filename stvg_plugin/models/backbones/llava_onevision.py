@@ -40,8 +40,9 @@ def pixels_without_resize(processor: Any, frames: np.ndarray) -> torch.Tensor | 
     already have the processor's size (its resize is then PIL's identity); ``None`` otherwise.
 
     Why: the trainer decodes its frames at the model's size once and builds every step's inputs from
-    them; the PIL processor's per-frame round trip took ~4 ms per 16-frame example, ~12 % of the demo
-    model's training step (cProfile of bench/bench_train_step.py). Only the PIL SigLIP processor (the
+    them, and the PIL processor's per-frame round trip was most of that work (with the remembered token
+    ids of the processor, a step's inputs take 9.2 ms instead of 21.9 ms: bench/bench_train_inputs.py,
+    ~5 % of the demo model's training step). Only the PIL SigLIP processor (the
     one this adapter builds) with rescale + normalise and no crop or pad; the arithmetic is its own:
     ``uint8 -> float64 * rescale_factor -> float32``, then ``(x - mean) / std`` in float32
     (tests/test_frame_preprocessing.py checks equality).
