@@ -3,6 +3,7 @@
     .venv/bin/python examples/learnability.py --out outputs/learnability            # model + ablation
     .venv/bin/python examples/learnability.py --out outputs/learnability --no-ablation
     .venv/bin/python examples/learnability.py --out OUT --no-ablation --set task_weights.rec=1.0  # extra overrides
+    .venv/bin/python examples/learnability.py --out OUT --score stvg_plugin/assets/spacevllm_tiny_demo  # no training
 
 Steps (each one the real command, printed as it runs, so the numbers can be reproduced by hand):
 1. ``generate_synthetic``: training videos (seed 100) and held-out videos (seed 200, never trained on);
@@ -68,15 +69,22 @@ def train_and_score(name: str, out: Path, train_ann: Path, val_ann: Path, extra:
     overrides = [*MODEL, *TRAINER, *extra] + ([f"trainer.max_steps={max_steps}"] if max_steps else [])
     overrides += list(SETTINGS)
     train_s = stvg(["train", f"annotations={train_ann}", f"output_dir={run}", *overrides])
-    predict_s = stvg(["predict", f"checkpoint={run / 'final'}", f"annotations={val_ann}",
-                      f"output_dir={run / 'predict_val'}", "model.span_source=relevance", *predict_extra])
-    preds = read_predictions(run / "predict_val" / "predictions.jsonl")
+    return {"train_s": train_s, "overrides": overrides,
+            **score_checkpoint(run / "final", run / "predict_val", val_ann, predict_extra, swap)}
+
+
+def score_checkpoint(checkpoint: Path, predict_dir: Path, val_ann: Path, predict_extra: tuple[str, ...] = (),
+                     swap: bool = True) -> dict:
+    """``stvg predict`` a checkpoint on the held-out videos; its scores, per needed attribute and word swap."""
+    predict_s = stvg(["predict", f"checkpoint={checkpoint}", f"annotations={val_ann}",
+                      f"output_dir={predict_dir}", "model.span_source=relevance", *predict_extra])
+    preds = read_predictions(predict_dir / "predictions.jsonl")
     val = read_queries(val_ann)
-    result = {"scores": scores(val, preds), "train_s": train_s, "predict_s": predict_s, "overrides": overrides,
+    result = {"scores": scores(val, preds), "predict_s": predict_s,
               "by_attribute": attribute_scores(val, preds),
               "by_named_attributes": attribute_scores(val, preds, by="named")}
     if swap:  # (not for the text-box ablation: ~450 more answers of 600 generated tokens each)
-        result["word_swap"] = word_swap(run / "final", val)
+        result["word_swap"] = word_swap(checkpoint, val)
     return result
 
 
@@ -106,6 +114,9 @@ def main() -> None:
     ap.add_argument("--ablation-only", action="store_true",
                     help="only the box_head=text run, on the data of an earlier run in --out (added to its results.json)")
     ap.add_argument("--set", nargs="*", default=[], help="extra `stvg train` overrides (both runs), e.g. trainer.lr=1e-3")
+    ap.add_argument("--score", type=Path, default=None, metavar="CHECKPOINT",
+                    help="train nothing: score this checkpoint folder (e.g. stvg_plugin/assets/spacevllm_tiny_demo) "
+                         "on the held-out videos, written to --out/scored.json")
     args = ap.parse_args()
     SETTINGS.extend(args.set)
     out = args.out.resolve()
@@ -119,6 +130,13 @@ def main() -> None:
                                                 args.max_steps, ("+model.max_new_tokens_text_boxes=600",), swap=False)
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         print(json.dumps(results["text_boxes"], indent=2))
+        return
+    if args.score is not None:
+        val_ann = generate_synthetic(out / "synth_val", num_videos=args.val_videos, seed=200,
+                                     write_hcstvg_json=False, workers=2, **SYNTH)
+        result = {"checkpoint": str(args.score), **score_checkpoint(args.score.resolve(), out / "scored_predict", val_ann)}
+        (out / "scored.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        print(json.dumps({k: result[k] for k in ("scores", "by_attribute", "word_swap")}, indent=2))
         return
     train_ann = generate_synthetic(out / "synth_train", num_videos=args.train_videos, seed=100,
                                    write_hcstvg_json=False, workers=2, **train_synth)

@@ -140,7 +140,13 @@ def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_p
     learnability = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learnability)
     build_tiny_model("spacevllm_tiny").save_pretrained(tmp_path / "ckpt")
-    queries = read_queries(generate_synthetic(tmp_path / "synth", num_videos=2, seed=3, max_queries_per_video=1))
+    annotations = generate_synthetic(tmp_path / "synth", num_videos=2, seed=3, max_queries_per_video=1)
+    queries = read_queries(annotations)
     result = learnability.word_swap(tmp_path / "ckpt", queries)
     assert set(result) == {"colour", "shape"}
     assert result["shape"]["n"] == len(queries) and 0.0 <= result["shape"]["moved"] <= 1.0
+    # --score CHECKPOINT: the real `stvg predict` on the held-out videos, then the same scores as after training
+    scored = learnability.score_checkpoint(tmp_path / "ckpt", tmp_path / "predict", annotations, swap=False)
+    assert (tmp_path / "predict" / "predictions.jsonl").is_file()
+    assert set(scored) == {"scores", "predict_s", "by_attribute", "by_named_attributes"}
+    assert set(scored["scores"]) == set(learnability.KEYS) and 0.0 <= scored["scores"]["m_tIoU"] <= 1.0

@@ -89,6 +89,33 @@ def test_choose_span_switches():
     assert choose_span(None, None, "combined") == (None, None)
 
 
+def test_coverage_target_and_sub_frame_span_recover_the_gt_span_exactly():
+    from stvg_plugin.data import seconds_to_span
+    from stvg_plugin.models.decoding import frame_segments, segment_coverage
+    from stvg_plugin.video.indices import uniform_indices
+
+    ts = np.array([0.15, 0.45, 0.75, 1.05])
+    starts, ends = frame_segments(ts, 1.2)
+    assert starts.tolist() == pytest.approx([0.0, 0.3, 0.6, 0.9]) and ends.tolist() == pytest.approx([0.3, 0.6, 0.9, 1.2])
+    cover = segment_coverage(ts, 1.2, (4, 9), fps=10.0)  # frames 4..8 own [0.35, 0.85) s
+    assert cover.tolist() == pytest.approx([0.0, 5 / 6, 5 / 6, 0.0])
+    assert relevance_span(cover, ts, 1.2, sub_frame=True) == pytest.approx((0.35, 0.85))
+    assert relevance_span(cover, ts, 1.2) == pytest.approx((0.3, 0.9))  # whole segments otherwise
+    # one frame above 0.5: its uncovered part lies on the side away from a covered neighbour
+    cover = segment_coverage(ts, 1.2, (5, 8), fps=10.0)  # [0.45, 0.75) s: 0.5 of segment 1, 0.5 of segment 2
+    assert cover.tolist() == pytest.approx([0.0, 0.5, 0.5, 0.0])
+    assert relevance_span(cover + [0, 0.01, 0, 0], ts, 1.2, sub_frame=True) == pytest.approx((0.447, 0.75))
+    # every span of 40- and 57-frame videos at 16 sampled frames comes back frame-exact (spans of 8+ frames
+    # hold a whole segment, so one sampled frame is above 0.5; shorter ones may be split below it)
+    for num_frames in (40, 57):
+        idx = uniform_indices(num_frames, 16)
+        for start in range(0, num_frames - 8):
+            for end in range(start + 8, num_frames + 1, 3):
+                p = segment_coverage(idx / 10.0, num_frames / 10.0, (start, end), 10.0)
+                t0, t1 = relevance_span(p, idx / 10.0, num_frames / 10.0, sub_frame=True)
+                assert seconds_to_span(t0, t1, 10.0, num_frames) == Span(start, end), (num_frames, start, end)
+
+
 def test_fill_span_boxes_interpolates_and_holds_ends():
     frames = np.array([10, 20])
     boxes = np.array([[0, 0, 10, 10], [10, 10, 30, 30]], dtype=float)
@@ -99,6 +126,24 @@ def test_fill_span_boxes_interpolates_and_holds_ends():
     assert out[25] == [10, 10, 30, 30]  # held after the last one
     clipped = fill_span_boxes(Span(0, 1), np.array([0]), np.array([[-5, -5, 200, 50]], float), 100, 80)
     assert clipped[0] == [0, 0, 100, 50]
+
+
+def test_fill_span_boxes_continues_the_motion_half_a_gap_past_the_ends():
+    # a 10x10 box moving +1 px/frame in x and -0.5 px/frame in y, sampled at frames 10 and 20
+    frames = np.array([10, 20])
+    boxes = np.array([[10, 50, 20, 60], [20, 45, 30, 55]], dtype=float)
+    out = fill_span_boxes(Span(2, 30), frames, boxes, width=100, height=100, continue_motion=True)
+    assert out[15] == pytest.approx([15, 47.5, 25, 57.5])  # inside: interpolated as before
+    assert out[7] == pytest.approx([7, 51.5, 17, 61.5])  # 3 frames before the first: moved on, same size
+    assert out[5] == pytest.approx([5, 52.5, 15, 62.5])  # half the gap (5 frames): as far as it goes
+    assert out[2] == out[5]  # beyond half the gap: held
+    assert out[25] == pytest.approx([25, 42.5, 35, 52.5]) and out[29] == out[25]
+    # one sampled frame: no velocity, held
+    one = fill_span_boxes(Span(8, 12), frames[:1], boxes[:1], 100, 100, continue_motion=True)
+    assert one[8] == one[11] == [10, 50, 20, 60]
+    # moved past the frame edge: clipped like any box
+    edge = fill_span_boxes(Span(0, 10), frames, boxes - [8, 0, 8, 0], 100, 100, continue_motion=True)
+    assert edge[5] == pytest.approx([0, 52.5, 7, 62.5])
 
 
 def _geometry():
@@ -131,6 +176,20 @@ def test_build_prediction_falls_back_and_never_raises():
         "q", "???", g, span_source="text", decoder_boxes_cxcywh=boxes, relevance_logits=np.full(4, -3.0)
     )
     assert failed.parse_failed and failed.span_frames is None and failed.boxes == {} and failed.raw_text == "???"
+
+
+def test_build_prediction_boxes_come_from_the_sampled_frames_in_the_span():
+    # four sampled frames (5, 15, 25, 35); the span covers 15 and 25 only. The decoder's boxes on 5 and 35 are
+    # where the object is not (here far away); the span's frames follow 15 -> 25 and its motion past them.
+    g = _geometry()
+    boxes = np.array([[0.9, 0.9, 0.1, 0.1], [0.3, 0.5, 0.1, 0.2], [0.4, 0.5, 0.1, 0.2], [0.05, 0.05, 0.1, 0.1]])
+    logits = np.array([-3.0, 3.0, 3.0, -3.0])
+    pred = build_prediction("q", "", g, span_source="relevance", decoder_boxes_cxcywh=boxes, relevance_logits=logits)
+    assert pred.span_frames == (10, 31)
+    # centre x 60 px at frame 15, 80 px at 25 (width 200): +2 px per frame, continued 5 frames each way
+    assert pred.boxes[10] == pytest.approx([40.0, 40.0, 60.0, 60.0])
+    assert pred.boxes[20] == pytest.approx([60.0, 40.0, 80.0, 60.0])
+    assert pred.boxes[30] == pytest.approx([80.0, 40.0, 100.0, 60.0])
 
 
 def test_build_prediction_text_boxes_replace_decoder_boxes():

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from close import assert_tensors_close, isclose
@@ -142,6 +143,30 @@ def test_derived_tasks_have_the_right_targets(synth_dir: Path, tmp_path: Path) -
     assert stvg.box_mask.any() and torch.equal(stvg.box_mask.float(), stvg.relevance_target)
     answer = proc.decode(stvg.inputs.answer_ids[:-1].tolist())
     assert proc.parse_span(answer) is not None and answer.startswith("from ")
+
+
+def test_coverage_relevance_target_is_the_covered_fraction_of_each_frame_segment(synth_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    from stvg_plugin.models.decoding import frame_segments
+
+    qs = _queries(synth_dir)
+    t = prepare({**TINY, "relevance_target": "coverage"}, qs, tmp_path, trainer={**FAST, "max_steps": 1},
+                task_weights={"stvg": 1, "rec": 1}, derive_tasks=["rec"], resume=None)
+    by_key = {q.qid: q for q in qs}
+    seen = {}
+    for step in range(30):
+        for ex in t.data.examples(step, 2):
+            seen.setdefault(ex.task, ex)
+    rec, stvg = seen["rec"], seen["stvg"]
+    assert rec.relevance_target.tolist() == [1.0]  # one frame of the span: relevant
+    q = by_key[stvg.key.rsplit("#", 1)[0]]
+    target = stvg.relevance_target.numpy().astype(np.float64)
+    starts, ends = frame_segments(np.asarray(stvg.inputs.timestamps, dtype=np.float64), q.num_frames / q.fps)
+    s0, s1 = q.span_frames  # frames [s0, s1) own the seconds [(s0 - 0.5) / fps, (s1 - 0.5) / fps)
+    expected = (min(s1 - 0.5, q.num_frames) - max(s0 - 0.5, 0.0)) / q.fps
+    assert float((target * (ends - starts)).sum()) == pytest.approx(expected, abs=1e-5)
+    assert ((target > 0) & (target < 1)).any()  # a sampled frame partly inside the span learns a fraction
+    assert stvg.box_mask.any() and ((target > 0.5) == stvg.box_mask.numpy()).mean() > 0.8
 
 
 def test_train_parts_freeze_the_rest(synth_dir: Path, tmp_path: Path) -> None:

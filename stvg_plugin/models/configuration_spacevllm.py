@@ -25,6 +25,7 @@ from stvg_plugin.prompts import (
 )
 
 SPAN_SOURCES = ("text", "relevance", "combined")
+RELEVANCE_TARGETS = ("in_span", "coverage")
 BOX_HEADS = ("decoder", "text")
 DECODER_VISUAL_SOURCES = ("hidden", "projected", "patches")
 DECODER_TEXT_SOURCES = ("hidden", "hidden+embedding")
@@ -71,6 +72,10 @@ class SpaceVLLMConfig(PreTrainedConfig):
       of temporal and spatial differences, :class:`~stvg_plugin.models.space_decoder.MotionFeatures`);
       off by default and in checkpoints saved before it existed.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text`` (above).
+    * ``relevance_target``: what the relevance head learns per sampled frame: ``in_span`` (its frame is
+      inside the GT span, 0 or 1) or ``coverage`` (the fraction of the seconds it stands for that the
+      span covers; the relevance span's ends are then placed inside those seconds,
+      :func:`~stvg_plugin.models.decoding.relevance_span`). Older checkpoints: ``in_span``.
     * templates: ``prompt_prefix``, ``frame_template`` (``{index}`` from 0, ``{time}``), ``frame_suffix``,
       ``instruction_template`` (must contain ``{query}``), ``box_text_template``; defaults and the frame
       numbering convention in :mod:`stvg_plugin.prompts` (``CORE_*``).
@@ -108,6 +113,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     span_source: str = "combined"
     box_head: str = "decoder"  # where the boxes come from (decoder | text)
     relevance_threshold: float = 0.5
+    relevance_target: str = "in_span"
     max_new_tokens: int = 24
     max_new_tokens_text_boxes: int = 1024
     prompt_prefix: str = CORE_PROMPT_PREFIX
@@ -128,6 +134,8 @@ class SpaceVLLMConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.span_source not in SPAN_SOURCES:
             raise ValueError(f"span_source must be one of {SPAN_SOURCES}, got {self.span_source!r}")
+        if self.relevance_target not in RELEVANCE_TARGETS:
+            raise ValueError(f"relevance_target must be one of {RELEVANCE_TARGETS}, got {self.relevance_target!r}")
         if self.box_head not in BOX_HEADS:
             raise ValueError(f"box_head must be one of {BOX_HEADS}, got {self.box_head!r}")
         if self.decoder_visual_source not in DECODER_VISUAL_SOURCES:

@@ -5,11 +5,20 @@ Pure numpy, no model: the span/box rules are tested on their own.
 * text span: ``parse_span_text`` of the generated answer (seconds) -> frames via ``seconds_to_span``;
 * relevance span (ours): the longest run of sampled frames with ``sigmoid(logit) > threshold``;
   its ends extend half-way to the neighbouring sampled frames (to 0 / the duration at the video
-  ends), because each sampled frame stands for the segment around it;
+  ends), because each sampled frame stands for the segment around it (:func:`frame_segments`); a
+  model trained on the covered fraction of each segment (``relevance_target="coverage"``) places them
+  inside those segments;
 * ``combined`` (ours): mean of the two estimates' endpoints when both exist, otherwise whichever
   exists (the relevance span when the text fails to parse);
-* boxes: the sampled frames' boxes fill every frame of the span, linearly interpolated in frame
-  index between sampled frames and held (nearest) beyond the first/last one, in original pixels.
+* boxes: the boxes of the sampled frames inside the span fill every frame of the span, linearly
+  interpolated in frame index between them, in original pixels (the decoder also gives a box on the
+  sampled frames the span leaves out, where the object is not: interpolating towards those pulled the
+  span's end frames away). Beyond the first/last of them the model's own boxes (:func:`build_prediction`)
+  keep moving: the centre goes on with the velocity between the two outermost for up to half their gap
+  (the stretch the outer frame stands for, as in the relevance span), the size is held; text answers
+  given per frame or per second (:func:`fill_prediction_boxes`) hold the nearest box. Measured on a
+  held-out synthetic set with the shipped demo checkpoint (120 queries, seed 4321): m_vIoU 0.596 with all
+  sampled frames and held ends, 0.621 with the span's frames only, 0.627 with the motion continued.
 """
 
 from __future__ import annotations
@@ -43,10 +52,43 @@ class VideoGeometry:
         )
 
 
+def frame_segments(timestamps: np.ndarray, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The stretch of seconds each sampled frame stands for: ``[starts[k], ends[k])``.
+
+    From the midpoint with the previous sampled frame to the midpoint with the next one; the first
+    starts at 0 and the last ends at ``duration_s``. The one home of this convention: the relevance
+    span's ends (:func:`relevance_span`) and the training target that matches them
+    (:func:`segment_coverage`) both read it.
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    mids = (ts[:-1] + ts[1:]) / 2.0
+    return np.concatenate([[0.0], mids]), np.concatenate([mids, [float(duration_s)]])
+
+
+def segment_coverage(timestamps: np.ndarray, duration_s: float, span_frames: tuple[int, int], fps: float) -> np.ndarray:
+    """Fraction of each sampled frame's segment (:func:`frame_segments`) that the GT span covers, in [0, 1].
+
+    The frames ``[start, end)`` cover ``[(start - 0.5) / fps, (end - 0.5) / fps)``: each frame owns the
+    half frame either side of its timestamp ``f / fps``. The target of ``relevance_target="coverage"``:
+    a sampled frame half inside the span learns 0.5 instead of a hard 0 or 1, so the probabilities at the
+    span's ends say where inside their segments the span begins and ends (:func:`relevance_span`).
+    """
+    starts, ends = frame_segments(timestamps, duration_s)
+    t0, t1 = (span_frames[0] - 0.5) / fps, (span_frames[1] - 0.5) / fps
+    overlap = np.clip(np.minimum(ends, t1) - np.maximum(starts, t0), 0.0, None)
+    return np.clip(overlap / np.maximum(ends - starts, 1e-9), 0.0, 1.0)
+
+
 def relevance_span(
-    probs: np.ndarray, timestamps: np.ndarray, duration_s: float, threshold: float = 0.5
+    probs: np.ndarray, timestamps: np.ndarray, duration_s: float, threshold: float = 0.5, sub_frame: bool = False
 ) -> tuple[float, float] | None:
-    """Longest run of ``probs > threshold`` (first one on ties) as seconds, or ``None``."""
+    """Longest run of ``probs > threshold`` (first one on ties) as seconds, or ``None``.
+
+    The run's ends are its outer frames' segment ends (:func:`frame_segments`), or with ``sub_frame``
+    (a model trained on :func:`segment_coverage`) placed inside them: a probability read as the
+    covered fraction of its segment, the start moves back by the covered part of the frame before the
+    run and forward by the uncovered part of the run's first frame (the end alike).
+    """
     above = np.asarray(probs) > threshold
     best: tuple[int, int] | None = None
     i = 0
@@ -62,10 +104,25 @@ def relevance_span(
             i += 1
     if best is None:
         return None
-    ts = np.asarray(timestamps, dtype=np.float64)
+    starts, ends = frame_segments(timestamps, duration_s)
     i, j = best
-    t0 = 0.0 if i == 0 else (ts[i - 1] + ts[i]) / 2.0
-    t1 = duration_s if j == len(ts) - 1 else (ts[j] + ts[j + 1]) / 2.0
+    t0, t1 = float(starts[i]), float(ends[j])
+    if sub_frame:
+        p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+        length = ends - starts
+        before = p[i - 1] * length[i - 1] if i > 0 else 0.0  # covered seconds just outside the run
+        after = p[j + 1] * length[j + 1] if j + 1 < len(p) else 0.0
+        # the uncovered seconds of the run's first frame lie before the span, those of its last frame
+        # after it; a one-frame run leans towards the side whose neighbour is covered, else towards the
+        # video's start or end when it is the first or last sampled frame, else it is centred
+        if i < j:
+            lean = 0.0
+        elif before + after > 0:
+            lean = before / (before + after)
+        else:
+            lean = 1.0 if i == 0 < len(p) - 1 else 0.0 if j == len(p) - 1 > 0 else 0.5
+        t0 += (1.0 - lean) * (1.0 - p[i]) * length[i] - before
+        t1 -= (lean if i == j else 1.0) * (1.0 - p[j]) * length[j] - after
     return float(t0), float(max(t1, t0))
 
 
@@ -87,9 +144,15 @@ def choose_span(
 
 
 def fill_span_boxes(
-    span: Span, sample_frames: np.ndarray, boxes_xyxy: np.ndarray, width: int, height: int
+    span: Span, sample_frames: np.ndarray, boxes_xyxy: np.ndarray, width: int, height: int,
+    *, continue_motion: bool = False,
 ) -> dict[int, list[float]]:
-    """Interpolate per-sampled-frame xyxy boxes (absolute px) onto every frame of ``span``."""
+    """Interpolate per-sampled-frame xyxy boxes (absolute px) onto every frame of ``span``.
+
+    Beyond the first/last sampled frame the nearest box is held, or with ``continue_motion`` its centre
+    moves on at the velocity between the two outermost sampled frames for up to half their gap, then
+    stays (:func:`continue_end_motion`; the module docstring says why).
+    """
     frames = np.asarray(sample_frames, dtype=np.float64)
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     if span.length == 0 or len(frames) == 0:
@@ -100,10 +163,32 @@ def fill_span_boxes(
     boxes = boxes[first]
     targets = np.arange(span.start, span.end, dtype=np.float64)
     filled = np.stack([np.interp(targets, frames, boxes[:, k]) for k in range(4)], axis=-1)
+    if continue_motion:
+        continue_end_motion(filled, targets, frames, boxes)
     filled[:, [0, 2]] = np.clip(filled[:, [0, 2]], 0.0, float(width))
     filled[:, [1, 3]] = np.clip(filled[:, [1, 3]], 0.0, float(height))
     clean, valid = box_ops.sanitize_box_array(filled)  # the rule of ``sanitize_box``, one pass
     return {f: box for f, box, ok in zip(targets.astype(int).tolist(), clean.tolist(), valid.tolist()) if ok}
+
+
+def continue_end_motion(filled: np.ndarray, targets: np.ndarray, frames: np.ndarray, boxes: np.ndarray) -> None:
+    """Shift, in place, the held boxes of ``targets`` outside ``[frames[0], frames[-1]]`` along the end velocity.
+
+    ``filled`` [N, 4] xyxy at frame indices ``targets`` (held beyond the ends, as :func:`numpy.interp`
+    leaves them); ``frames`` sorted unique sampled frames with their ``boxes``. At each end the centre
+    velocity of the two outermost sampled boxes carries the box on for at most half their gap; with
+    fewer than two sampled frames nothing moves.
+    """
+    if len(frames) < 2:
+        return
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    for outer, inner, side in ((0, 1, targets < frames[0]), (-1, -2, targets > frames[-1])):
+        if not side.any():
+            continue
+        gap = frames[outer] - frames[inner]  # negative at the start
+        velocity = (centres[outer] - centres[inner]) / gap  # px per frame
+        reach = np.clip(targets[side] - frames[outer], -abs(gap) / 2.0, abs(gap) / 2.0)
+        filled[side] += np.tile(reach[:, None] * velocity[None, :], 2)
 
 
 def build_prediction(
@@ -116,18 +201,20 @@ def build_prediction(
     relevance_logits: np.ndarray | None,
     text_boxes_xyxy: Mapping[int, list[float]] | None = None,
     threshold: float = 0.5,
+    sub_frame: bool = False,
 ) -> GroundingPrediction:
     """Never raises on odd text: no span at all -> ``parse_failed`` with empty boxes.
 
     ``text_boxes_xyxy`` (box_head=text) are normalised xyxy keyed by sampled-frame position; when
-    given they replace the decoder boxes.
+    given they replace the decoder boxes. ``sub_frame``: the relevance was trained on segment coverage
+    (:func:`relevance_span`).
     """
     text_span = parse_span_text(text)
     rel_span = None
     probs = None
     if relevance_logits is not None:
         probs = 1.0 / (1.0 + np.exp(-np.asarray(relevance_logits, dtype=np.float64)))
-        rel_span = relevance_span(probs, geometry.timestamps, geometry.duration_s, threshold)
+        rel_span = relevance_span(probs, geometry.timestamps, geometry.duration_s, threshold, sub_frame)
     if text_span is not None and geometry.duration_s > 0:
         text_span = (min(max(text_span[0], 0.0), geometry.duration_s), min(max(text_span[1], 0.0), geometry.duration_s))
     span_s, used = choose_span(text_span, rel_span, span_source)
@@ -146,8 +233,12 @@ def build_prediction(
     else:
         frames = np.asarray(geometry.indices)
         norm = box_ops.cxcywh_to_xyxy(np.asarray(decoder_boxes_cxcywh, dtype=np.float64).reshape(-1, 4))
+    inside = (frames >= span.start) & (frames < span.end)
+    if inside.any():  # a box on a sampled frame the span leaves out is where the object is not
+        frames, norm = frames[inside], norm[inside]
     boxes = fill_span_boxes(
-        span, frames, box_ops.scale_boxes(norm, geometry.width, geometry.height), geometry.width, geometry.height
+        span, frames, box_ops.scale_boxes(norm, geometry.width, geometry.height), geometry.width, geometry.height,
+        continue_motion=True,
     )
     confidence = (
         float(probs[(geometry.timestamps >= span_s[0]) & (geometry.timestamps <= span_s[1])].mean())
@@ -170,8 +261,9 @@ def fill_prediction_boxes(prediction: GroundingPrediction, num_frames: int, widt
     """Fill the boxes a text answer gave at some frames over every frame of its span, in place.
 
     Prompted models are asked for one box per listed frame or per second, not per video frame: the
-    frames between them are interpolated linearly and held (nearest) beyond the first/last one, the
-    rule of :func:`fill_span_boxes` (as STCAT fills). A prediction without span or boxes is unchanged.
+    frames between them are interpolated linearly and held (nearest) beyond the first/last one
+    (:func:`fill_span_boxes`, as STCAT fills: a box given once per second is too far from the span's end
+    for its motion to be continued). A prediction without span or boxes is unchanged.
     """
     if prediction.span_frames is None or not prediction.boxes:
         return prediction

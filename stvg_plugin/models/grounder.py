@@ -172,6 +172,7 @@ def predictions_from_answers(
                 relevance_logits=answers.relevance_logits[k].numpy(),
                 text_boxes_xyxy=proc.parse_boxes(text, len(prefix.geometry.indices)) if box_text else None,
                 threshold=cfg.relevance_threshold,
+                sub_frame=cfg.relevance_target == "coverage",
             )
         )
     return preds

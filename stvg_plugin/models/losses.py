@@ -72,8 +72,9 @@ def centre_loss(
 
 
 def relevance_loss(logits: torch.Tensor, in_span: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """BCE of per-frame relevance logits ``[..., T]`` against "frame inside the GT span" (mean over ``T``,
-    or over the ``valid`` frames)."""
+    """BCE of per-frame relevance logits ``[..., T]`` against "frame inside the GT span" (0/1) or a soft
+    target in [0, 1] (``relevance_target="coverage"``: the covered fraction of the frame's stretch); mean
+    over ``T``, or over the ``valid`` frames."""
     target = in_span.to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     if valid is None:

@@ -92,13 +92,14 @@ PRESETS: dict[str, dict[str, Any]] = _Presets({
     # space decoder reads the projector output on the 8x8 patch grid before LLaVA-OneVision's 2x2
     # pooling, adds direction-of-motion channels, mixes each token with its space-time neighbours,
     # scores tokens against the query text and places the box with the reference-point head (train it
-    # with trainer.loss_weights.centre > 0); a short frame header keeps the sequence at ~410 tokens
+    # with trainer.loss_weights.centre > 0); a short frame header keeps the sequence at ~410 tokens; the
+    # relevance head learns how much of each sampled frame's stretch the span covers (sub-frame span ends)
     "spacevllm_tiny_learn": {
         "backbone": "llava_onevision", **_TINY, "num_frames": 16, "max_frames": 16, "frame_size": [64, 64],
         "span_source": "relevance", "box_head": "decoder", "decoder_dim": 64, "decoder_heads": 2,
         "decoder_layers": 1, "decoder_box_head": "reference", "decoder_visual_source": "patches",
         "decoder_temporal": True, "decoder_text_match": True, "decoder_motion": True,
-        "frame_template": CORE_FRAME_TEMPLATE_COMPACT, "frame_suffix": "",
+        "frame_template": CORE_FRAME_TEMPLATE_COMPACT, "frame_suffix": "", "relevance_target": "coverage",
     },
     "spacevllm_qwen2_5_vl_tiny": {"backbone": "qwen2_5_vl", **_TINY, **_QWEN_FRAME},
     # LLaVA-Video-7B-Qwen2 was trained with 2x2 average pooling + a newline per row (lmms-lab's

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from stvg_plugin.data import TASKS, GroundingQuery, Span
+from stvg_plugin.models.decoding import segment_coverage
 from stvg_plugin.util.box_ops import normalize_boxes
 from stvg_plugin.video import PrefetchLoader, SampledVideo, VideoReadError, sample_video
 
@@ -53,7 +54,7 @@ class TrainExample:
     inputs: Any  # GroundingInputs with its targets (the model computes the losses from them)
     gt_boxes: torch.Tensor  # [T, 4] normalised cxcywh
     box_mask: torch.Tensor  # [T] bool: frame in span with a GT box (box losses)
-    relevance_target: torch.Tensor  # [T] float: frame inside the GT span
+    relevance_target: torch.Tensor  # [T] float: frame inside the GT span, or the covered fraction (coverage)
 
 
 @dataclass
@@ -226,7 +227,10 @@ def build_example(
                           if _box_at(q, idx[k]) is not None}
         answer = proc.format_answer(span_s, text_boxes)
     inputs = model.prepare_inputs(sampled, q.query, answer, span_frames=(span.start, span.end), boxes=boxes)
-    inputs.relevance_target = torch.as_tensor(in_span, dtype=torch.float32)
+    target = in_span
+    if sample.task != "rec" and model.config.relevance_target == "coverage":
+        target = segment_coverage(sampled.timestamps, int(info.num_frames) / fps, (span.start, span.end), fps)
+    inputs.relevance_target = torch.as_tensor(target, dtype=torch.float32)
     return TrainExample(sample.key, sample.task, inputs, inputs.gt_boxes, inputs.in_span, inputs.relevance_target)
 
 
