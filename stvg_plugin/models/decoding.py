@@ -181,7 +181,7 @@ def continue_end_motion(filled: np.ndarray, targets: np.ndarray, frames: np.ndar
     """
     if len(frames) < 2:
         return
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    centres = box_ops.xyxy_to_cxcywh(boxes)[:, :2]
     for outer, inner, side in ((0, 1, targets < frames[0]), (-1, -2, targets > frames[-1])):
         if not side.any():
             continue

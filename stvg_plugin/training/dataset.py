@@ -229,7 +229,8 @@ def build_example(
     inputs = model.prepare_inputs(sampled, q.query, answer, span_frames=(span.start, span.end), boxes=boxes)
     target = in_span
     if sample.task != "rec" and model.config.relevance_target == "coverage":
-        target = segment_coverage(sampled.timestamps, int(info.num_frames) / fps, (span.start, span.end), fps)
+        geometry = inputs.geometry  # the sampled frames' seconds and duration exactly as decoding reads them
+        target = segment_coverage(geometry.timestamps, geometry.duration_s, (span.start, span.end), fps)
     inputs.relevance_target = torch.as_tensor(target, dtype=torch.float32)
     return TrainExample(sample.key, sample.task, inputs, inputs.gt_boxes, inputs.in_span, inputs.relevance_target)
 
