@@ -105,6 +105,8 @@ def test_coverage_target_and_sub_frame_span_recover_the_gt_span_exactly():
     cover = segment_coverage(ts, 1.2, (5, 8), fps=10.0)  # [0.45, 0.75) s: 0.5 of segment 1, 0.5 of segment 2
     assert cover.tolist() == pytest.approx([0.0, 0.5, 0.5, 0.0])
     assert relevance_span(cover + [0, 0.01, 0, 0], ts, 1.2, sub_frame=True) == pytest.approx((0.447, 0.75))
+    # a NaN neighbour (a broken logit) is read as uncovered, not carried into the span's seconds
+    assert relevance_span(np.array([np.nan, 1.0, 1.0, 0.0]), ts, 1.2, sub_frame=True) == pytest.approx((0.3, 0.9))
     # every span of 40- and 57-frame videos at 16 sampled frames comes back frame-exact (spans of 8+ frames
     # hold a whole segment, so one sampled frame is above 0.5; shorter ones may be split below it)
     for num_frames in (40, 57):

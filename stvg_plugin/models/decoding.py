@@ -108,7 +108,8 @@ def relevance_span(
     i, j = best
     t0, t1 = float(starts[i]), float(ends[j])
     if sub_frame:
-        p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+        # a non-finite probability (a NaN logit) counts as uncovered, as the run's "> threshold" test reads it
+        p = np.nan_to_num(np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0), nan=0.0)
         length = ends - starts
         before = p[i - 1] * length[i - 1] if i > 0 else 0.0  # covered seconds just outside the run
         after = p[j + 1] * length[j + 1] if j + 1 < len(p) else 0.0
