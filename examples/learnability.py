@@ -99,6 +99,18 @@ def word_swap(checkpoint: Path, queries) -> dict:
     return word_swap_test(lambda batch: grounder.predict(batch, progress=False), queries)
 
 
+def swap_summary(swaps: dict) -> str:
+    """One line for the word-swap test: each kind's moved fraction, and where the queries record their
+    videos' other objects, the fraction among swaps whose new text names one of them."""
+    parts = []
+    for kind, v in swaps.items():
+        part = f"{kind} {v['moved']:.0%} of {v['n']}"
+        if v.get("names_other", {}).get("n"):
+            part += f" (naming another object: {v['names_other']['moved']:.0%} of {v['names_other']['n']})"
+        parts.append(part)
+    return ", ".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("outputs/learnability"))
@@ -169,8 +181,7 @@ def main() -> None:
             swaps = results[key].get("word_swap", {})
             print(f"{labels[key]}: m_vIoU by needed attribute: "
                   + ", ".join(f"{g} {v['m_vIoU']:.3f} (n={v['n']})" for g, v in groups.items())
-                  + "; box moves when swapping the word: "
-                  + (", ".join(f"{k} {v['moved']:.0%} of {v['n']}" for k, v in swaps.items()) or "not run"))
+                  + "; box moves when swapping the word: " + (swap_summary(swaps) or "not run"))
     print(f"\nwrote {out / 'results.json'} (total {results['total_s']} s)")
 
 

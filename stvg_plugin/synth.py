@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,7 +42,7 @@ SIZES = ("small", "large")
 MOTIONS = ("left", "right", "up", "down", "still")
 # object side as a fraction of the frame height: small stays >= ~5 px at a 32 x 32 model input
 SIZE_FRACTION = {"small": 0.2, "large": 0.36}
-_MOTION_PHRASE = {m: f"moving {m}" for m in MOTIONS[:4]} | {"still": "that stays still"}
+MOTION_PHRASES = {m: f"moving {m}" for m in MOTIONS[:4]} | {"still": "that stays still"}
 _ATTRIBUTE_SETS = [
     (),
     ("colour",),
@@ -146,7 +146,7 @@ def _describe(target: int, objects: list[SynthObject], rng: np.random.Generator)
         words.append(ref.colour)
     words.append(ref.shape)
     if "motion" in attrs:
-        words.append(_MOTION_PHRASE[ref.motion])
+        words.append(MOTION_PHRASES[ref.motion])
     needed = [a for a in attrs if sum(matches(o, tuple(b for b in attrs if b != a), ref) for o in objects) > 1]
     return " ".join(words), needed
 
@@ -259,7 +259,8 @@ def _make_video(
     video_path = out / f"video_{v:04d}.mp4"
     write_video(video_path, render_frames(objects, background, num_frames), fps, threads=1)
     return [
-        _to_query(v, q, obj, *_describe(q, objects, rng), video_path, fps, num_frames, width, height)
+        _to_query(v, q, obj, *_describe(q, objects, rng), video_path, fps, num_frames, width, height,
+                  others=[o for o in objects if o is not obj])
         for q, obj in enumerate(objects[:num_targets])
     ]
 
@@ -331,11 +332,19 @@ def generate_synthetic(
     return annotations
 
 
+def _track(obj: SynthObject) -> dict[int, list[float]]:
+    """The object's box (absolute xyxy) per frame of its span, as a query's ``boxes``."""
+    return {f: [float(c) for c in obj.box_at(f)] for f in range(obj.start, obj.end)}
+
+
 def _to_query(
     v: int, q: int, obj: SynthObject, text: str, needed: list[str], video_path: Path, fps: float, num_frames: int,
-    width: int, height: int,
+    width: int, height: int, others: Sequence[SynthObject] = (),
 ) -> GroundingQuery:
-    boxes = {f: [float(c) for c in obj.box_at(f)] for f in range(obj.start, obj.end)}
+    """The query for target ``obj``; ``extra["synthetic"]`` holds its attributes, the attributes its text
+    needs, and the other objects of the video (attributes, frame span and boxes: what a swapped word may
+    name, and where a model that read it should put its box; stvg_plugin.training.attribute_probe)."""
+    boxes = _track(obj)
     fps_value = float(Fraction(fps).limit_denominator(1001))
     return GroundingQuery(
         qid=f"synth_{v:04d}_{q}",
@@ -359,6 +368,8 @@ def _to_query(
                 "motion": obj.motion,
                 "rgb": list(COLOURS[obj.colour]),
                 "needed": needed,
+                "others": [{"shape": o.shape, "colour": o.colour, "size": o.size, "motion": o.motion,
+                            "span_frames": [o.start, o.end], "boxes": _track(o)} for o in others],
             }
         },
     )

@@ -10,6 +10,8 @@ from stvg_plugin.synth import SynthObject, _describe
 from stvg_plugin.training.attribute_probe import (
     attribute_scores,
     box_moved,
+    described_others,
+    named_values,
     needed_attributes,
     swap_word,
     word_swap_test,
@@ -81,6 +83,87 @@ def test_word_swap_test_tells_a_model_that_reads_colours_from_one_that_does_not(
                                                        "shape": {"n": 3, "moved": 1.0}}
 
 
+def _others_query(qid, text, others):
+    q = _query(qid, text, [])
+    q.extra["synthetic"]["others"] = [{"shape": s, "colour": c, "size": "small", "motion": "still",
+                                       "span_frames": [0, 4]} for s, c in others]
+    return q
+
+
+def test_named_values_read_every_attribute_of_a_description():
+    assert named_values("the small red circle moving left") == {"shape": "circle", "colour": "red", "size": "small",
+                                                               "motion": "left"}
+    assert named_values("the large square that stays still") == {"shape": "square", "size": "large", "motion": "still"}
+    assert named_values("the triangle") == {"shape": "triangle"}
+
+
+def test_word_swap_splits_swaps_by_what_the_new_text_names():
+    """A swapped colour that names nothing in the video has no right box: a model that grounds the closest
+    description keeps it there, as one that ignores colour does; only swaps that name another object (and
+    the swap to that object's colour) tell the two apart."""
+    queries = [_others_query("a", "the red square", [("square", "blue")]),  # red -> green: names nothing
+               _others_query("b", "the green circle", [("circle", "blue")]),  # green -> blue: the other circle
+               _others_query("c", "the yellow triangle", [("square", "red")])]  # no other triangle
+    assert described_others(queries[0], "the blue square") == queries[0].extra["synthetic"]["others"]
+    assert described_others(queries[0], "the green square") == []
+    assert described_others(_query("d", "the red square", []), "the red square") is None  # no record
+
+    def closest_description(batch):  # the box moves when the text describes another object of the video
+        return [_pred(q.qid, 100.0 if described_others(q, q.query) else 10.0) for q in batch]
+
+    def ignores_colour(batch):
+        return [_pred(q.qid, 10.0) for q in batch]
+
+    reads = word_swap_test(closest_description, queries)  # (fractions are rounded to 4 places)
+    assert reads["colour"] == {"n": 3, "moved": pytest.approx(1 / 3, abs=5e-5), "names_other": {"n": 1, "moved": 1.0},
+                               "names_none": {"n": 2, "moved": 0.0}}
+    # the colour of the other object: "the red square" -> "the blue square", "the green circle" -> "the blue circle"
+    assert reads["colour_to_other"] == {"n": 2, "moved": 1.0}
+    ignores = word_swap_test(ignores_colour, queries)
+    assert ignores["colour"]["names_other"] == {"n": 1, "moved": 0.0} and ignores["colour_to_other"]["moved"] == 0.0
+    with pytest.raises(ValueError, match="unknown swap kinds"):
+        word_swap_test(ignores_colour, queries, kinds=("size",))
+
+
+def test_colour_to_other_swap_checks_the_box_lands_on_the_named_object():
+    q = _others_query("a", "the red square", [("square", "blue")])
+    q.extra["synthetic"]["others"][0]["boxes"] = {str(f): [100.0, 10.0, 120.0, 30.0] for f in range(4)}  # as JSON
+
+    def closest_description(batch):
+        return [_pred(p.qid, 100.0 if described_others(p, p.query) else 10.0) for p in batch]
+
+    def moves_elsewhere(batch):  # reads the colour word, but its box goes to neither object
+        return [_pred(p.qid, 50.0 if "blue" in p.query.split() else 10.0) for p in batch]
+
+    def always_on_the_other(batch):  # the swapped box is right, but so was never the original's
+        return [_pred(p.qid, 100.0) for p in batch]
+
+    def run(predict):
+        return word_swap_test(predict, [q], kinds=("colour_to_other",))["colour_to_other"]
+
+    assert run(closest_description) == {"n": 1, "moved": 1.0, "on_named_object": 1.0, "both_ways": 1.0}
+    assert run(moves_elsewhere) == {"n": 1, "moved": 1.0, "on_named_object": 0.0, "both_ways": 0.0}
+    assert run(always_on_the_other) == {"n": 1, "moved": 0.0, "on_named_object": 1.0, "both_ways": 0.0}
+
+
+def test_synthetic_queries_record_the_other_objects_their_text_does_not_describe(tmp_path):
+    from stvg_plugin.data import read_queries
+    from stvg_plugin.synth import generate_synthetic
+
+    queries = read_queries(generate_synthetic(tmp_path, num_videos=6, seed=3, max_distractors=2))
+    per_video: dict[str, int] = {}
+    for q in queries:
+        per_video[q.video] = per_video.get(q.video, 0) + 1
+    for q in queries:
+        others = q.extra["synthetic"]["others"]
+        assert len(others) >= per_video[q.video] - 1 and all(0 <= o["span_frames"][0] < o["span_frames"][1]
+                                                            <= q.num_frames for o in others)
+        assert described_others(q, q.query) == []  # the generator's descriptions are unique
+        for o in others:  # each other object's boxes, one per frame of its span, inside the frame
+            assert sorted(int(f) for f in o["boxes"]) == list(range(*o["span_frames"]))
+            assert all(0 <= b[0] < b[2] <= q.width and 0 <= b[1] < b[3] <= q.height for b in o["boxes"].values())
+
+
 def test_attribute_scores_group_by_needed_attribute():
     queries = [_query("a", "the red square", ["colour"]), _query("b", "the circle", []),
                _query("c", "the red square moving left", ["colour", "motion"]), _query("d", "the thing", None)]
@@ -143,7 +226,7 @@ def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_p
     annotations = generate_synthetic(tmp_path / "synth", num_videos=2, seed=3, max_queries_per_video=1)
     queries = read_queries(annotations)
     result = learnability.word_swap(tmp_path / "ckpt", queries)
-    assert set(result) == {"colour", "shape"}
+    assert {"colour", "shape"} <= set(result) <= {"colour", "shape", "colour_to_other"}
     assert result["shape"]["n"] == len(queries) and 0.0 <= result["shape"]["moved"] <= 1.0
     # --score CHECKPOINT: the real `stvg predict` on the held-out videos, then the same scores as after training
     scored = learnability.score_checkpoint(tmp_path / "ckpt", tmp_path / "predict", annotations, swap=False)

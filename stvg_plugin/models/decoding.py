@@ -45,6 +45,14 @@ class VideoGeometry:
     width: int
     height: int
 
+    @classmethod
+    def of_sampled(cls, sampled: Any) -> VideoGeometry:
+        """The geometry of a :class:`stvg_plugin.video.SampledVideo` (its indices, seconds and video info)."""
+        info = sampled.info
+        return cls(indices=np.asarray(sampled.indices), timestamps=np.asarray(sampled.timestamps, dtype=np.float64),
+                   fps=float(info.fps), num_frames=int(info.num_frames), width=int(info.width),
+                   height=int(info.height))
+
     @property
     def duration_s(self) -> float:
         return (

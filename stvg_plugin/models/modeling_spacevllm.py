@@ -258,20 +258,12 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         """Run the LLM once over the video prefix and keep its KV cache (``sampled``: a ``SampledVideo``)."""
         proc = self._require_processor()
         pixel_inputs = self.backbone.preprocess_frames(proc.frame_processor, sampled.frames)
-        timestamps = np.asarray(sampled.timestamps, dtype=np.float64)
-        embeds, position_ids, next_position, layout, features = self._prefix_embeddings(pixel_inputs, timestamps)
+        geometry = VideoGeometry.of_sampled(sampled)
+        embeds, position_ids, next_position, layout, features = self._prefix_embeddings(pixel_inputs,
+                                                                                        geometry.timestamps)
         out = self.backbone.language_model(inputs_embeds=embeds, position_ids=position_ids, use_cache=True)
         hidden = out.last_hidden_state[0]
         visual_states, visual_grid = self._decoder_visual(hidden, layout, features)
-        info = sampled.info
-        geometry = VideoGeometry(
-            indices=np.asarray(sampled.indices),
-            timestamps=timestamps,
-            fps=float(info.fps),
-            num_frames=int(info.num_frames),
-            width=int(info.width),
-            height=int(info.height),
-        )
         return VideoPrefix(
             cache=out.cache,
             length=int(embeds.shape[1]),
@@ -471,15 +463,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         is "in span" when its source index is inside the span and it has a GT box.
         """
         proc = self._require_processor()
-        info = sampled.info
-        geometry = VideoGeometry(
-            indices=np.asarray(sampled.indices),
-            timestamps=np.asarray(sampled.timestamps, dtype=np.float64),
-            fps=float(info.fps),
-            num_frames=int(info.num_frames),
-            width=int(info.width),
-            height=int(info.height),
-        )
+        geometry = VideoGeometry.of_sampled(sampled)
         inputs = GroundingInputs(
             pixel_inputs=self.backbone.preprocess_frames(proc.frame_processor, sampled.frames),
             timestamps=geometry.timestamps,

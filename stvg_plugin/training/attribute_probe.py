@@ -10,6 +10,16 @@ stay near the level of guessing between two identical shapes. Two views tell tha
 * :func:`word_swap_test`: swap one word of each query (its colour for another colour, its shape for
   another shape) and count the queries whose predicted box moves; a model that ignores the word keeps
   the box where it was.
+
+A swapped word does not always name anything: "the red circle" becomes "the green circle" in a video
+whose other object is a blue square, and then no box is right, and a model that grounds the closest
+description (still the red circle: shape right, colour wrong) keeps its box, as one that ignores colour
+does. So the test splits each swap by what the new text names, from the other objects the generator
+records (``extra["synthetic"]["others"]``): ``names_other`` (the new text describes another object of
+the video: the box should move) and ``names_none``; and the ``colour_to_other`` swap replaces the colour
+with the one that makes the text describe exactly another object of the video (the question "does the
+model read the colour word when it is what singles the object out", which the plain swap asks only
+when the next colour in the cycle happens to be that object's).
 """
 
 from __future__ import annotations
@@ -22,11 +32,14 @@ import numpy as np
 
 from stvg_plugin.data import GroundingPrediction, GroundingQuery
 from stvg_plugin.metrics import evaluate
-from stvg_plugin.synth import COLOURS, SHAPES, SIZES
+from stvg_plugin.synth import COLOURS, MOTION_PHRASES, SHAPES, SIZES
+from stvg_plugin.util.box_ops import box_iou
 
 ATTRIBUTES = ("colour", "size", "motion")
 #: the words a swap replaces, cycled in this order (a colour becomes the next colour)
 SWAP_WORDS = {"colour": tuple(COLOURS), "shape": SHAPES}
+#: the swaps :func:`word_swap_test` can run: the next word of a kind, or the colour of another object
+SWAP_KINDS = ("colour", "shape", "colour_to_other")
 #: a box "moves" when its centre moves by more than this fraction of the frame width (mean over shared frames)
 MOVE_FRACTION = 0.1
 
@@ -82,15 +95,70 @@ def attribute_scores(
     return out
 
 
-def swap_word(text: str, kind: str) -> str | None:
-    """``text`` with its ``kind`` word (``colour`` | ``shape``) replaced by the next word of that kind, or
-    ``None`` when it names none."""
+def swap_word(text: str, kind: str, to: str | None = None) -> str | None:
+    """``text`` with its ``kind`` word (``colour`` | ``shape``) replaced by ``to`` (default: the next word of
+    that kind), or ``None`` when it names none."""
     words = SWAP_WORDS[kind]
     for i, word in enumerate(words):
         pattern = rf"\b{word}\b"
         if re.search(pattern, text):
-            return re.sub(pattern, words[(i + 1) % len(words)], text, count=1)
+            return re.sub(pattern, to or words[(i + 1) % len(words)], text, count=1)
     return None
+
+
+def named_values(text: str) -> dict[str, str]:
+    """The attribute values a synthetic query's text names: ``shape``, and ``colour`` / ``size`` /
+    ``motion`` where named (``"the small red circle moving left"`` -> all four)."""
+    words = text.split()
+    out = {}
+    for kind, vocabulary in (("shape", SHAPES), ("colour", tuple(COLOURS)), ("size", SIZES)):
+        found = [w for w in words if w in vocabulary]
+        if found:
+            out[kind] = found[0]
+    for motion, phrase in MOTION_PHRASES.items():
+        if re.search(rf"\b{phrase}\b", text):
+            out["motion"] = motion
+    return out
+
+
+def described_others(query: GroundingQuery, text: str) -> list[dict] | None:
+    """The other objects of the query's video that ``text`` describes (every value it names matches);
+    ``None`` when the query does not record its video's other objects (not synthetic, or older data)."""
+    others = ((query.extra or {}).get("synthetic") or {}).get("others")
+    if others is None:
+        return None
+    named = named_values(text)
+    return [o for o in others if all(o.get(k) == v for k, v in named.items())]
+
+
+def _colour_of_another_object(query: GroundingQuery) -> tuple[str, dict] | None:
+    """The colour that, put in place of the query's colour word, makes its text describe exactly one other
+    object of the video, and that object (``None``: no such object, or no colour word)."""
+    named = named_values(query.query)
+    if "colour" not in named:
+        return None
+    for colour in COLOURS:
+        if colour != named["colour"]:
+            fits = described_others(query, swap_word(query.query, "colour", to=colour))
+            if fits is not None and len(fits) == 1:
+                return colour, fits[0]
+    return None
+
+
+def _mean_iou(pred: GroundingPrediction, boxes: dict) -> float:
+    """Mean IoU of the predicted boxes with ``boxes`` (frame -> xyxy; JSON keys allowed) over the frames
+    both have (0 without one)."""
+    track = {int(f): b for f, b in boxes.items()}
+    shared = sorted(set(pred.boxes) & set(track))
+    if not shared:
+        return 0.0
+    return float(np.mean([box_iou(pred.boxes[f], track[f]) for f in shared]))
+
+
+def lands_on(pred: GroundingPrediction, boxes: dict, rival: dict) -> bool:
+    """Whether a prediction's boxes sit on the object of ``boxes`` rather than on that of ``rival`` (frame
+    -> xyxy each): a higher mean IoU over the frames each shares with the prediction."""
+    return _mean_iou(pred, boxes) > _mean_iou(pred, rival)
 
 
 def box_moved(a: GroundingPrediction, b: GroundingPrediction, width: int, fraction: float = MOVE_FRACTION) -> bool:
@@ -104,29 +172,62 @@ def box_moved(a: GroundingPrediction, b: GroundingPrediction, width: int, fracti
     return float(np.linalg.norm(ca - cb, axis=1).mean()) > fraction * max(int(width), 1)
 
 
+def _moved_summary(moved: Sequence[bool]) -> dict[str, float]:
+    return {"n": len(moved), "moved": round(float(np.mean(moved)), 4) if moved else float("nan")}
+
+
 def word_swap_test(
     predict: Callable[[Sequence[GroundingQuery]], Iterable[GroundingPrediction]],
     queries: Sequence[GroundingQuery],
-    kinds: Sequence[str] = ("colour", "shape"),
-) -> dict[str, dict[str, float]]:
-    """For each kind, the fraction of the queries naming such a word whose box moves when it is swapped.
+    kinds: Sequence[str] = SWAP_KINDS,
+) -> dict[str, dict]:
+    """For each kind (:data:`SWAP_KINDS`), the fraction of the queries it applies to whose box moves when
+    their word is swapped: ``{"n", "moved"}``.
 
-    ``predict`` answers a list of queries (e.g. ``Grounder.predict``); the originals and all swapped
-    copies go in one call, so a grounder encodes each video once.
+    ``colour`` and ``shape`` swap to the next word of the kind; when the queries record their video's
+    other objects, each also has ``names_other`` and ``names_none`` (``{"n", "moved"}`` each: the swapped
+    text describes another object of the video, or nothing in it). ``colour_to_other`` swaps the colour
+    for the one that describes exactly another object of the video; it applies only to such queries and
+    is left out when there is none; where that object's boxes are recorded, ``on_named_object`` is the
+    fraction of these swaps whose box sits on it (:func:`lands_on`) rather than on the query's target,
+    and ``both_ways`` the fraction where, in addition, the original query's box sits on its target (the
+    colour word steers the box to either object). ``predict`` answers a list of queries (e.g. ``Grounder.predict``);
+    the originals and all swapped copies go in one call, so a grounder encodes each video once.
     """
+    unknown = set(kinds) - set(SWAP_KINDS)
+    if unknown:
+        raise ValueError(f"unknown swap kinds {sorted(unknown)}; known: {SWAP_KINDS}")
     batch: list[GroundingQuery] = list(queries)
-    pairs: dict[str, list[tuple[GroundingQuery, str]]] = {k: [] for k in kinds}
+    pairs: dict[str, list[tuple[GroundingQuery, str, bool | None]]] = {k: [] for k in kinds}
+    named_object: dict[str, dict] = {}  # colour_to_other: swapped qid -> the object its text now describes
     for kind in kinds:
         for q in queries:
-            swapped = swap_word(q.query, kind)
+            qid = f"{q.qid}#swap_{kind}"
+            if kind == "colour_to_other":
+                found = _colour_of_another_object(q)
+                swapped = swap_word(q.query, "colour", to=found[0]) if found else None
+                if found:
+                    named_object[qid] = found[1]
+            else:
+                swapped = swap_word(q.query, kind)
             if swapped is not None:
-                qid = f"{q.qid}#swap_{kind}"
                 batch.append(replace(q, qid=qid, query=swapped))
-                pairs[kind].append((q, qid))
+                others = described_others(q, swapped)
+                pairs[kind].append((q, qid, None if others is None else bool(others)))
     batch.sort(key=lambda q: q.video)  # one video's queries together
     preds = {p.qid: p for p in predict(batch)}
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict] = {}
     for kind, items in pairs.items():
-        moved = [box_moved(preds[q.qid], preds[qid], q.width) for q, qid in items]
-        out[kind] = {"n": len(moved), "moved": round(float(np.mean(moved)), 4) if moved else float("nan")}
+        if kind == "colour_to_other" and not items:
+            continue
+        moved = [box_moved(preds[q.qid], preds[qid], q.width) for q, qid, _ in items]
+        out[kind] = _moved_summary(moved)
+        if kind == "colour_to_other" and all("boxes" in named_object[qid] for _, qid, _ in items):
+            on = [lands_on(preds[qid], named_object[qid]["boxes"], q.boxes) for q, qid, _ in items]
+            own = [lands_on(preds[q.qid], q.boxes, named_object[qid]["boxes"]) for q, qid, _ in items]
+            out[kind]["on_named_object"] = round(float(np.mean(on)), 4)
+            out[kind]["both_ways"] = round(float(np.mean(np.logical_and(on, own))), 4)
+        elif kind != "colour_to_other" and any(names is not None for _, _, names in items):
+            for key, want in (("names_other", True), ("names_none", False)):
+                out[kind][key] = _moved_summary([m for m, (_, _, names) in zip(moved, items) if names is want])
     return out

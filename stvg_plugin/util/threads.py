@@ -1,14 +1,21 @@
-"""CPU thread policy: as many threads as the cores this process may use, and OpenMP threads that sleep.
+"""CPU thread policy: as many threads as the cores this process may use, and OpenMP threads that spin
+only briefly before they sleep.
 
 Why: torch's CPU kernels run on an OpenMP team (libgomp in the Linux wheels). By default a libgomp
 thread that finishes its share of an operation *spins* for a while waiting for the next one. On a
 machine where another CPU-bound process holds a core, the spinning threads take turns with that
 process and with each other, and every operation waits for its slowest thread: a 2-thread training
 step of the demo's model went from ~1 s to 22-37 s with other jobs running (bench/bench_thread_policy.py;
-BENCHMARKS.md), while with ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep when idle) it stayed at ~1 s.
-libgomp reads the policy once, when it is loaded (i.e. when torch is imported), so
+BENCHMARKS.md). Threads that never spin (``OMP_WAIT_POLICY=PASSIVE``) do not collapse, but on an idle
+machine each of the step's thousands of small operations then pays a sleep/wake-up: the 2-thread step
+was no faster than one thread. ``GOMP_SPINCOUNT=1000`` (spin ~1000 rounds, a few microseconds, then
+sleep) keeps most of the idle machine's speed (a ~20 % shorter step than passive waiting) and still
+does not collapse: with one other CPU-bound process a step takes ~1.5-2x its quiet time (spinning by
+default: 4-5x), with three ~1.2x what passive waiting takes (BENCHMARKS.md, session 9).
+libgomp reads these settings once, when it is loaded (i.e. when torch is imported), so
 :func:`set_openmp_env` must run before that: the ``stvg`` entry point calls it first thing, and
-everything the project starts (demo steps, examples) goes through that entry point.
+everything the project starts (demo steps, examples) goes through that entry point. A caller's own
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins (either one means the caller chose how threads wait).
 
 Thread counts come from ``os.sched_getaffinity`` (the cores this process may run on: a container's
 or ``taskset``'s limit), not from the machine's core count, which is what torch's default uses.
@@ -22,8 +29,10 @@ import sys
 
 log = logging.getLogger(__name__)
 
-#: set before torch loads unless the caller's environment already says otherwise
-OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: set before torch loads unless the caller's environment already says how OpenMP threads wait
+OPENMP_DEFAULTS = {"GOMP_SPINCOUNT": "1000"}
+#: any of these in the caller's environment means the caller chose the wait policy
+_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def usable_cores() -> int:
@@ -35,13 +44,16 @@ def usable_cores() -> int:
 
 
 def set_openmp_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Passive OpenMP waiting and ``OMP_NUM_THREADS`` = :func:`usable_cores`, each unless already set.
+    """A short OpenMP spin (:data:`OPENMP_DEFAULTS`) unless the caller set a wait policy, and
+    ``OMP_NUM_THREADS`` = :func:`usable_cores` unless set.
 
     Returns what was set. Must run before torch is imported to take effect in this process (it also
     reaches every child process started with this environment); after that, a debug line says so.
     """
     env = os.environ if environ is None else environ
-    wanted = {**OPENMP_DEFAULTS, "OMP_NUM_THREADS": str(usable_cores())}
+    wanted = {"OMP_NUM_THREADS": str(usable_cores())}
+    if not any(k in env for k in _WAIT_SETTINGS):
+        wanted.update(OPENMP_DEFAULTS)
     changed = {k: v for k, v in wanted.items() if k not in env}
     env.update(changed)
     if changed and environ is None and "torch" in sys.modules:
