@@ -107,6 +107,8 @@ def swap_summary(swaps: dict) -> str:
         part = f"{kind} {v['moved']:.0%} of {v['n']}"
         if v.get("names_other", {}).get("n"):
             part += f" (naming another object: {v['names_other']['moved']:.0%} of {v['names_other']['n']})"
+        if "on_named_object" in v:
+            part += f" (box on the named object: {v['on_named_object']:.0%})"
         parts.append(part)
     return ", ".join(parts)
 

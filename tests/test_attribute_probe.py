@@ -225,6 +225,10 @@ def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_p
     build_tiny_model("spacevllm_tiny").save_pretrained(tmp_path / "ckpt")
     annotations = generate_synthetic(tmp_path / "synth", num_videos=2, seed=3, max_queries_per_video=1)
     queries = read_queries(annotations)
+    line = learnability.swap_summary({"colour": {"n": 47, "moved": 0.28, "names_other": {"n": 4, "moved": 0.75}},
+                                      "colour_to_other": {"n": 18, "moved": 0.94, "on_named_object": 1.0}})
+    assert line == ("colour 28% of 47 (naming another object: 75% of 4), "
+                    "colour_to_other 94% of 18 (box on the named object: 100%)")
     result = learnability.word_swap(tmp_path / "ckpt", queries)
     assert {"colour", "shape"} <= set(result) <= {"colour", "shape", "colour_to_other"}
     assert result["shape"]["n"] == len(queries) and 0.0 <= result["shape"]["moved"] <= 1.0

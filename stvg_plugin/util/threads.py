@@ -9,9 +9,10 @@ step of the demo's model went from ~1 s to 22-37 s with other jobs running (benc
 BENCHMARKS.md). Threads that never spin (``OMP_WAIT_POLICY=PASSIVE``) do not collapse, but on an idle
 machine each of the step's thousands of small operations then pays a sleep/wake-up: the 2-thread step
 was no faster than one thread. ``GOMP_SPINCOUNT=1000`` (spin ~1000 rounds, a few microseconds, then
-sleep) keeps most of the idle machine's speed (a ~20 % shorter step than passive waiting) and still
-does not collapse: with one other CPU-bound process a step takes ~1.5-2x its quiet time (spinning by
-default: 4-5x), with three ~1.2x what passive waiting takes (BENCHMARKS.md, session 9).
+sleep) gives back part of the idle machine's speed (the step 1.16x faster than with passive waiting,
+median of seven interleaved runs; 0.83-1.25x, the shared host moves it) and still does not collapse:
+with one other CPU-bound process a step takes at most ~2x its quiet time (spinning by default:
+3.3-5x), with three ~1.16x what passive waiting takes (BENCHMARKS.md, session 9).
 libgomp reads these settings once, when it is loaded (i.e. when torch is imported), so
 :func:`set_openmp_env` must run before that: the ``stvg`` entry point calls it first thing, and
 everything the project starts (demo steps, examples) goes through that entry point. A caller's own
