@@ -30,7 +30,7 @@ from pathlib import Path
 from stvg_plugin.data import read_predictions, read_queries
 from stvg_plugin.metrics import evaluate
 from stvg_plugin.synth import generate_synthetic
-from stvg_plugin.training.attribute_probe import attribute_scores, word_swap_test
+from stvg_plugin.training.attribute_probe import attribute_scores, box_placement, word_swap_test
 from stvg_plugin.training.baselines import random_predictions
 
 KEYS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
@@ -82,7 +82,8 @@ def score_checkpoint(checkpoint: Path, predict_dir: Path, val_ann: Path, predict
     val = read_queries(val_ann)
     result = {"scores": scores(val, preds), "predict_s": predict_s,
               "by_attribute": attribute_scores(val, preds),
-              "by_named_attributes": attribute_scores(val, preds, by="named")}
+              "by_named_attributes": attribute_scores(val, preds, by="named"),
+              "placement": box_placement(val, preds), "placement_by_size": box_placement(val, preds, by="size")}
     if swap:  # (not for the text-box ablation: ~450 more answers of 600 generated tokens each)
         result["word_swap"] = word_swap(checkpoint, val)
     return result
@@ -150,7 +151,7 @@ def main() -> None:
                                      write_hcstvg_json=False, workers=2, **SYNTH)
         result = {"checkpoint": str(args.score), **score_checkpoint(args.score.resolve(), out / "scored_predict", val_ann)}
         (out / "scored.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-        print(json.dumps({k: result[k] for k in ("scores", "by_attribute", "word_swap")}, indent=2))
+        print(json.dumps({k: result[k] for k in ("scores", "by_attribute", "word_swap", "placement")}, indent=2))
         return
     train_ann = generate_synthetic(out / "synth_train", num_videos=args.train_videos, seed=100,
                                    write_hcstvg_json=False, workers=2, **train_synth)
@@ -184,6 +185,11 @@ def main() -> None:
             print(f"{labels[key]}: m_vIoU by needed attribute: "
                   + ", ".join(f"{g} {v['m_vIoU']:.3f} (n={v['n']})" for g, v in groups.items())
                   + "; box moves when swapping the word: " + (swap_summary(swaps) or "not run"))
+            placed = results[key].get("placement", {})
+            if placed:
+                print(f"{labels[key]}: boxes off the target, on another object / near it / elsewhere: "
+                      + ", ".join(f"{g} {v['on another object']} / {v['near target']} / {v['elsewhere']} of {sum(v.values())}"
+                                  for g, v in placed.items()))
     print(f"\nwrote {out / 'results.json'} (total {results['total_s']} s)")
 
 

@@ -10,6 +10,7 @@ from stvg_plugin.synth import SynthObject, _describe
 from stvg_plugin.training.attribute_probe import (
     attribute_scores,
     box_moved,
+    box_placement,
     described_others,
     named_values,
     needed_attributes,
@@ -144,6 +145,23 @@ def test_colour_to_other_swap_checks_the_box_lands_on_the_named_object():
     assert run(closest_description) == {"n": 1, "moved": 1.0, "on_named_object": 1.0, "both_ways": 1.0}
     assert run(moves_elsewhere) == {"n": 1, "moved": 1.0, "on_named_object": 0.0, "both_ways": 0.0}
     assert run(always_on_the_other) == {"n": 1, "moved": 0.0, "on_named_object": 1.0, "both_ways": 0.0}
+
+
+def test_box_placement_tells_where_the_misses_go():
+    queries = []
+    for qid, x in (("on", 10.0), ("other", 100.0), ("near", 22.0), ("away", 60.0)):
+        q = _others_query(qid, "the red square", [("circle", "blue")])
+        q.extra["synthetic"]["size"] = "small"
+        q.extra["synthetic"]["others"][0]["boxes"] = {str(f): [100.0, 10.0, 120.0, 30.0] for f in range(4)}
+        queries.append((q, _pred(qid, x)))
+    qs, preds = [q for q, _ in queries], [p for _, p in queries]
+    # target box [10, 10, 30, 30]: x=22 overlaps it by IoU 0.25, x=60 overlaps nothing
+    assert box_placement(qs, preds) == {"shape only": {"on target": 1, "on another object": 1, "near target": 1,
+                                                       "elsewhere": 1}}
+    assert list(box_placement(qs, preds, by="size")) == ["shape only, small"]
+    assert box_placement(qs, preds[:1]) == {"shape only": {"on target": 1, "on another object": 0, "near target": 0,
+                                                           "elsewhere": 3}}  # no prediction: elsewhere
+    assert box_placement([_query("x", "the red square", [])], [_pred("x", 10.0)]) == {}  # no others recorded
 
 
 def test_synthetic_queries_record_the_other_objects_their_text_does_not_describe(tmp_path):

@@ -161,6 +161,47 @@ def lands_on(pred: GroundingPrediction, boxes: dict, rival: dict) -> bool:
     return _mean_iou(pred, boxes) > _mean_iou(pred, rival)
 
 
+#: where a prediction's boxes sit, for :func:`box_placement` (mean IoU over the frames each shares)
+PLACEMENTS = ("on target", "on another object", "near target", "elsewhere")
+
+
+def placement(pred: GroundingPrediction | None, query: GroundingQuery) -> str | None:
+    """Where ``pred``'s boxes sit in a synthetic query's video (:data:`PLACEMENTS`): on the target (mean IoU
+    >= 0.5), on another object (a higher mean IoU with one of the recorded others), near the target (some
+    overlap) or elsewhere; ``None`` when the query records no other objects."""
+    others = ((query.extra or {}).get("synthetic") or {}).get("others")
+    if others is None or any("boxes" not in o for o in others):
+        return None
+    on_target = _mean_iou(pred, query.boxes) if pred is not None else 0.0
+    if on_target >= 0.5:
+        return "on target"
+    if pred is not None and any(_mean_iou(pred, o["boxes"]) > on_target for o in others):
+        return "on another object"
+    return "near target" if on_target > 0 else "elsewhere"
+
+
+def box_placement(queries: Sequence[GroundingQuery], predictions: Iterable[GroundingPrediction],
+                  by: str = "needed") -> dict[str, dict[str, int]]:
+    """Counts of :func:`placement` per query group: where the misses go (another object: the words were
+    misread; near the target: the box is loose). ``by="needed"``: the groups of :func:`attribute_scores`;
+    ``by="size"``: the target's size (``small`` / ``large``) within the shape-only queries."""
+    by_qid = {p.qid: p for p in predictions}
+    out: dict[str, dict[str, int]] = {}
+    for q in queries:
+        needed = needed_attributes(q)
+        where = placement(by_qid.get(q.qid), q)
+        if needed is None or where is None:
+            continue
+        if by == "size":
+            groups = [] if needed else [f"shape only, {q.extra['synthetic']['size']}"]
+        else:
+            groups = [f"{a}-needed" for a in needed] or ["shape only"]
+        for group in groups:
+            counts = out.setdefault(group, dict.fromkeys(PLACEMENTS, 0))
+            counts[where] += 1
+    return out
+
+
 def box_moved(a: GroundingPrediction, b: GroundingPrediction, width: int, fraction: float = MOVE_FRACTION) -> bool:
     """Whether the box centres of two predictions differ by more than ``fraction`` of the frame width on
     average over the frames both hold a box on; no shared frame counts as moved (the span moved)."""
