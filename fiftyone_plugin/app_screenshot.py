@@ -53,6 +53,24 @@ def screenshot(url: str, out: str | os.PathLike, *, size: tuple[int, int] = (140
     return out
 
 
+def _shot(url: str, out: str | os.PathLike, chromium: str | None, retries: int = 1) -> tuple[Path, float]:
+    """:func:`screenshot` and its :func:`pixel_std`; a blank page is taken again with three times the wait:
+    on a busy machine the App's first load can outlast Chromium's time budget (a CI run beside two training
+    jobs got a blank page once; the same test passes on an idle machine)."""
+    wait_ms = 15000
+    path = screenshot(url, out, wait_ms=wait_ms, chromium=chromium)
+    std = pixel_std(path)
+    for _ in range(retries):
+        if std >= MIN_STD:
+            break
+        print(f"app_screenshot: {path} looks blank (grayscale std {std:.1f}); taking it again with a longer wait",
+              file=sys.stderr)
+        wait_ms *= 3
+        path = screenshot(url, out, wait_ms=wait_ms, chromium=chromium)
+        std = pixel_std(path)
+    return path, std
+
+
 def pixel_std(png: str | os.PathLike) -> float:
     import numpy as np
     from PIL import Image
@@ -153,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         session = fo.launch_app(ds, address="127.0.0.1", port=port, remote=True, auto=False)
         url = f"http://127.0.0.1:{port}/datasets/{ds.name}"
         _wait_http(f"http://127.0.0.1:{port}/")
-        out = screenshot(url, args.out, chromium=chromium)
-        std = pixel_std(out)
+        out, std = _shot(url, args.out, chromium)
         if std < MIN_STD:
             print(f"app_screenshot: {out} looks blank (grayscale std {std:.1f} < {MIN_STD})", file=sys.stderr)
             return 1
@@ -162,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.modal_out:  # the session's view, and the App opens a sample's modal from ?id=<sample id>
             view = _modal_view(ds, None if args.dataset else SHIFTED_RUN)
             session.view = view
-            modal = screenshot(f"{url}?id={view.first().id}", args.modal_out, chromium=chromium)
-            std = pixel_std(modal)
+            modal, std = _shot(f"{url}?id={view.first().id}", args.modal_out, chromium)
             if std < MIN_STD:
                 print(f"app_screenshot: {modal} looks blank (grayscale std {std:.1f} < {MIN_STD})", file=sys.stderr)
                 return 1
