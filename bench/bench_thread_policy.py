@@ -74,7 +74,8 @@ def worker(policy: str) -> int:
 
 
 def _start_worker(policy: str) -> tuple[subprocess.Popen, dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", policy], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
@@ -110,7 +111,7 @@ def measure(policies: list[str], rounds: int, steps: int, cap_s: float, loads: i
     try:
         for _ in range(rounds):
             _phase(procs, quiet, steps, cap_s)
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
             jobs = [subprocess.Popen([sys.executable, "-c", LOAD], env=env) for _ in range(loads)]
             try:
                 time.sleep(1.0)  # the load is running (torch imported) before the phase starts

@@ -162,6 +162,8 @@ def test_box_placement_tells_where_the_misses_go():
     assert box_placement(qs, preds[:1]) == {"shape only": {"on target": 1, "on another object": 0, "near target": 0,
                                                            "elsewhere": 3}}  # no prediction: elsewhere
     assert box_placement([_query("x", "the red square", [])], [_pred("x", 10.0)]) == {}  # no others recorded
+    with pytest.raises(ValueError, match="'needed' or 'size'"):
+        box_placement(qs, preds, by="colour")
 
 
 def test_synthetic_queries_record_the_other_objects_their_text_does_not_describe(tmp_path):
@@ -253,5 +255,8 @@ def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_p
     # --score CHECKPOINT: the real `stvg predict` on the held-out videos, then the same scores as after training
     scored = learnability.score_checkpoint(tmp_path / "ckpt", tmp_path / "predict", annotations, swap=False)
     assert (tmp_path / "predict" / "predictions.jsonl").is_file()
-    assert set(scored) == {"scores", "predict_s", "by_attribute", "by_named_attributes"}
+    assert set(scored) == {"scores", "predict_s", "by_attribute", "by_named_attributes", "placement",
+                           "placement_by_size"}
+    # every query placed once in its needed-attribute groups (the generator records the other objects)
+    assert sum(sum(v.values()) for v in scored["placement"].values()) >= len(queries)
     assert set(scored["scores"]) == set(learnability.KEYS) and 0.0 <= scored["scores"]["m_tIoU"] <= 1.0

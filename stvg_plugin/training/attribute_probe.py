@@ -121,10 +121,16 @@ def named_values(text: str) -> dict[str, str]:
     return out
 
 
+def recorded_others(query: GroundingQuery) -> list[dict] | None:
+    """The other objects of a synthetic query's video as the generator recorded them (attributes, span,
+    boxes); ``None`` when it records none (not synthetic, or data written before they were recorded)."""
+    return ((query.extra or {}).get("synthetic") or {}).get("others")
+
+
 def described_others(query: GroundingQuery, text: str) -> list[dict] | None:
     """The other objects of the query's video that ``text`` describes (every value it names matches);
-    ``None`` when the query does not record its video's other objects (not synthetic, or older data)."""
-    others = ((query.extra or {}).get("synthetic") or {}).get("others")
+    ``None`` when the query does not record its video's other objects (:func:`recorded_others`)."""
+    others = recorded_others(query)
     if others is None:
         return None
     named = named_values(text)
@@ -169,7 +175,7 @@ def placement(pred: GroundingPrediction | None, query: GroundingQuery) -> str | 
     """Where ``pred``'s boxes sit in a synthetic query's video (:data:`PLACEMENTS`): on the target (mean IoU
     >= 0.5), on another object (a higher mean IoU with one of the recorded others), near the target (some
     overlap) or elsewhere; ``None`` when the query records no other objects."""
-    others = ((query.extra or {}).get("synthetic") or {}).get("others")
+    others = recorded_others(query)
     if others is None or any("boxes" not in o for o in others):
         return None
     on_target = _mean_iou(pred, query.boxes) if pred is not None else 0.0
@@ -185,6 +191,8 @@ def box_placement(queries: Sequence[GroundingQuery], predictions: Iterable[Groun
     """Counts of :func:`placement` per query group: where the misses go (another object: the words were
     misread; near the target: the box is loose). ``by="needed"``: the groups of :func:`attribute_scores`;
     ``by="size"``: the target's size (``small`` / ``large``) within the shape-only queries."""
+    if by not in ("needed", "size"):
+        raise ValueError(f"box_placement groups by 'needed' or 'size', not {by!r}")
     by_qid = {p.qid: p for p in predictions}
     out: dict[str, dict[str, int]] = {}
     for q in queries:
