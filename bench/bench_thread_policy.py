@@ -8,13 +8,17 @@ another in separate runs confounded the two). The load is ``--loads`` processes 
 CPU-bound torch loop (matrix products with torch's default threads and OpenMP settings, as a second job
 of any kind would). Policies (``--policies``, comma-separated):
 
-* ``new``: what ``stvg`` does (``stvg_plugin/util/threads.py``): ``GOMP_SPINCOUNT=1000`` set before
-  torch loads, threads = the cores this process may use (``os.sched_getaffinity``);
+* ``new``: what ``stvg`` does (``stvg_plugin/util/threads.py``): ``GOMP_SPINCOUNT=30000`` set before
+  torch loads, threads = the cores this process may use (``os.sched_getaffinity``), each step measured by
+  the trainer's ``ThreadGovernor`` (fewer threads while other processes use the cores; it decides every
+  second of steps, so give phases ``--steps 10`` or more to see it settle);
+* ``spin1000``: session 9's policy (``GOMP_SPINCOUNT=1000``, usable cores, no governor);
 * ``passive``: the policy before session 9: ``OMP_WAIT_POLICY=PASSIVE``, threads = usable cores;
 * ``old``: 2 torch threads (the demo's ``trainer.num_threads=2``), OpenMP's default (spinning) wait;
 * ``spinN``: ``GOMP_SPINCOUNT=N``, threads = usable cores (to choose N).
 
-Target (issue 19.2): with the new policy a loaded step (one load) takes at most 2.5x its quiet time. A
+Target (issue 19.2): with the new policy a loaded step (one load) takes at most 2.5x its quiet time.
+The table also gives each policy's thread count at its last quiet and loaded step. A
 policy stops stepping in a phase once its steps there pass ``--phase-cap`` seconds (at least one step),
 so a collapsing policy cannot stretch the run: the default bench takes about 2 minutes.
 
@@ -24,6 +28,7 @@ so a collapsing policy cannot stretch the run: the default bench takes about 2 m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -64,12 +69,14 @@ def worker(policy: str) -> int:
         wait = os.environ.get("OMP_WAIT_POLICY") or (f"spin {os.environ['GOMP_SPINCOUNT']}"
                                                       if "GOMP_SPINCOUNT" in os.environ else "default")
         print(json.dumps({"ready": True, "threads": n, "wait": wait}), flush=True)
+        governed = trainer.governor.measure if policy == "new" else contextlib.nullcontext
         for line in sys.stdin:
             if line.strip() != "step":
                 break
             t0 = time.perf_counter()
-            trainer.train_step()
-            print(json.dumps({"step_s": time.perf_counter() - t0}), flush=True)
+            with governed():
+                trainer.train_step()
+            print(json.dumps({"step_s": time.perf_counter() - t0, "threads": torch.get_num_threads()}), flush=True)
     return 0
 
 
@@ -83,23 +90,26 @@ def _start_worker(policy: str) -> tuple[subprocess.Popen, dict]:
     return proc, info
 
 
-def _step(proc: subprocess.Popen) -> float:
+def _step(proc: subprocess.Popen) -> dict:
+    """One step of a worker: ``{"step_s", "threads"}`` (its torch threads after the step)."""
     time.sleep(0.2)  # the previous worker's spinning OpenMP threads (if any) have gone to sleep
     proc.stdin.write("step\n")
     proc.stdin.flush()
-    return json.loads(proc.stdout.readline())["step_s"]
+    return json.loads(proc.stdout.readline())
 
 
-def _phase(procs: dict[str, subprocess.Popen], times: dict[str, list[float]], steps: int, cap_s: float) -> None:
+def _phase(procs: dict[str, subprocess.Popen], times: dict[str, list[float]], threads: dict[str, int], steps: int,
+           cap_s: float) -> None:
     """``steps`` steps of every policy, one each in turn (a phase of the machine hits them alike); a
     policy whose steps pass ``cap_s`` seconds in this phase sits out its remaining turns."""
     spent = dict.fromkeys(procs, 0.0)
     for k in range(steps):
         for policy, proc in procs.items():
             if k == 0 or spent[policy] < cap_s:
-                t = _step(proc)
-                spent[policy] += t
-                times[policy].append(t)
+                done = _step(proc)
+                spent[policy] += done["step_s"]
+                times[policy].append(done["step_s"])
+                threads[policy] = done["threads"]
 
 
 def measure(policies: list[str], rounds: int, steps: int, cap_s: float, loads: int = 1) -> list[dict]:
@@ -108,14 +118,16 @@ def measure(policies: list[str], rounds: int, steps: int, cap_s: float, loads: i
     procs = {p: proc for p, (proc, _) in started.items()}
     quiet: dict[str, list[float]] = {p: [] for p in policies}
     loaded: dict[str, list[float]] = {p: [] for p in policies}
+    quiet_threads: dict[str, int] = {}
+    loaded_threads: dict[str, int] = {}
     try:
         for _ in range(rounds):
-            _phase(procs, quiet, steps, cap_s)
+            _phase(procs, quiet, quiet_threads, steps, cap_s)
             env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
             jobs = [subprocess.Popen([sys.executable, "-c", LOAD], env=env) for _ in range(loads)]
             try:
                 time.sleep(1.0)  # the load is running (torch imported) before the phase starts
-                _phase(procs, loaded, steps, cap_s)
+                _phase(procs, loaded, loaded_threads, steps, cap_s)
             finally:
                 for job in jobs:
                     job.kill()
@@ -128,7 +140,8 @@ def measure(policies: list[str], rounds: int, steps: int, cap_s: float, loads: i
     for p in policies:
         q, ld = statistics.median(quiet[p]), statistics.median(loaded[p])
         rows.append({"policy": p, **started[p][1], "quiet_s": q, "loaded_s": ld, "ratio": ld / q,
-                     "quiet_steps": len(quiet[p]), "loaded_steps": len(loaded[p])})
+                     "quiet_steps": len(quiet[p]), "loaded_steps": len(loaded[p]),
+                     "quiet_threads_last": quiet_threads[p], "loaded_threads_last": loaded_threads[p]})
     return rows
 
 
@@ -154,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'policy':<10} {'threads':>7} {'wait':>10} {'quiet s':>8} {'loaded s':>9} {'ratio':>6}  target <= 2.5")
     for r in rows:
         print(f"{r['policy']:<10} {r['threads']:>7} {r['wait']:>10} {r['quiet_s']:>8.3f} "
-              f"{r['loaded_s']:>9.3f} {r['ratio']:>6.2f}  ({r['quiet_steps']} / {r['loaded_steps']} steps)")
+              f"{r['loaded_s']:>9.3f} {r['ratio']:>6.2f}  ({r['quiet_steps']} / {r['loaded_steps']} steps; threads at "
+              f"the last quiet / loaded step {r['quiet_threads_last']} / {r['loaded_threads_last']})")
     for r in rows:
         print(json.dumps({"name": f"thread_policy_{r['policy']}", **r}))
     return 0

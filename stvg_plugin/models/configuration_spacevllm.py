@@ -71,6 +71,10 @@ class SpaceVLLMConfig(PreTrainedConfig):
     * ``decoder_motion``: direction-of-motion channels per token in the decoder (reference head; products
       of temporal and spatial differences, :class:`~stvg_plugin.models.space_decoder.MotionFeatures`);
       off by default and in checkpoints saved before it existed.
+    * ``decoder_pixel_stem``: features read from the frames' pixels by two strided convolutions, added on
+      the token grid to what the decoder sees (:class:`~stvg_plugin.models.space_decoder.PixelStem`: a
+      small object's shape inside a patch); needs ``decoder_visual_source="patches"`` and a backbone that
+      hands over its frames as pixels (LLaVA-OneVision); off by default and in older checkpoints.
     * ``span_source``: ``text`` | ``relevance`` | ``combined``; ``box_head``: ``decoder`` | ``text`` (above).
     * ``relevance_target``: what the relevance head learns per sampled frame: ``in_span`` (its frame is
       inside the GT span, 0 or 1) or ``coverage`` (the fraction of the seconds it stands for that the
@@ -109,6 +113,7 @@ class SpaceVLLMConfig(PreTrainedConfig):
     decoder_text_match: bool = False
     decoder_temporal: bool = False
     decoder_motion: bool = False
+    decoder_pixel_stem: bool = False
     decoder_text_source: str = "hidden"
     span_source: str = "combined"
     box_head: str = "decoder"  # where the boxes come from (decoder | text)
@@ -140,6 +145,9 @@ class SpaceVLLMConfig(PreTrainedConfig):
             raise ValueError(f"box_head must be one of {BOX_HEADS}, got {self.box_head!r}")
         if self.decoder_visual_source not in DECODER_VISUAL_SOURCES:
             raise ValueError(f"decoder_visual_source must be one of {DECODER_VISUAL_SOURCES}")
+        if self.decoder_pixel_stem and self.decoder_visual_source != "patches":
+            raise ValueError("decoder_pixel_stem adds to the decoder's patch grid: it needs "
+                             f"decoder_visual_source='patches', got {self.decoder_visual_source!r}")
         if self.decoder_text_source not in DECODER_TEXT_SOURCES:
             raise ValueError(f"decoder_text_source must be one of {DECODER_TEXT_SOURCES}, got {self.decoder_text_source!r}")
         if self.decoder_box_head not in DECODER_BOX_HEADS:

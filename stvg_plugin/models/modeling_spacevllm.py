@@ -162,6 +162,7 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             text_match=config.decoder_text_match,
             temporal=config.decoder_temporal,
             motion=config.decoder_motion,
+            pixel_stem=config.decoder_pixel_stem,
             text_embeddings=config.decoder_text_source == "hidden+embedding",
         )
         self.processor: SpaceVLLMProcessor | None = None
@@ -243,7 +244,14 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         """The space decoder's visual input ``[T, P, D]`` and its token grid (``decoder_visual_source``)."""
         source = self.config.decoder_visual_source
         if source == "patches":
-            return features.patches, features.patch_grid_hw
+            stem = self.space_decoder.pixel_stem
+            if stem is None:
+                return features.patches, features.patch_grid_hw
+            if features.pixels is None:
+                raise ValueError(f"decoder_pixel_stem reads the frames' pixels; the {self.config.backbone} "
+                                 "backbone hands over none (turn decoder_pixel_stem off)")
+            fine = stem(features.pixels, features.patch_grid_hw)
+            return features.patches + fine.to(features.patches.dtype), features.patch_grid_hw
         if source == "projected":
             visual = features.tokens
         else:

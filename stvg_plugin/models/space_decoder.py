@@ -117,6 +117,34 @@ class MotionFeatures(nn.Module):
         return v + self.expand(motion_products(a).reshape(b * t, rows * cols, -1))
 
 
+class PixelStem(nn.Module):
+    """Features of each frame's pixels on the decoder's token grid, straight from the frames (``decoder_pixel_stem``).
+
+    Why: the tiny backbone sees a 64-px frame through 8-px patches and a 32-wide SigLIP, and the
+    learnability runs that missed most often put the box on the *other* object of a small target (a ~13-px
+    shape spans one or two patches; examples/learnability.md, session 9). Two strided convolutions
+    (4 px, then 2x2 of those) with a GELU between them read corners and edges inside each patch, which one
+    linear patch embedding cannot; the result is pooled to the token grid when the strides do not land on
+    it and added to the decoder's visual input through a zero-initialised layer (a new stem is a no-op).
+    Frames: ``[T, 3, H, W]`` as the backbone's processor normalised them.
+    """
+
+    def __init__(self, out_dim: int, channels: int = 32, width: int = 64):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, channels, kernel_size=4, stride=4), nn.GELU(),
+            nn.Conv2d(channels, width, kernel_size=2, stride=2), nn.GELU(),
+        )
+        self.out = zero_start(nn.Linear(width, out_dim))
+
+    def forward(self, pixels: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """``pixels`` ``[T, 3, H, W]`` -> ``[T, rows*cols, out_dim]`` on the row-major token grid."""
+        x = self.convs(pixels.to(self.out.weight.dtype))
+        if tuple(x.shape[-2:]) != tuple(grid_hw):
+            x = nn.functional.adaptive_avg_pool2d(x, grid_hw)
+        return self.out(x.flatten(2).transpose(1, 2))
+
+
 class CrossAttentionBlock(nn.Module):
     """Pre-norm cross-attention + FFN, both residual (torch's ``MultiheadAttention``)."""
 
@@ -183,6 +211,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
       cross-attention (reference head only), so motion phrases can be matched by a token.
       ``motion`` adds :class:`MotionFeatures` (direction-of-motion channels, whatever the colour) before
       the position code (reference head only).
+      ``pixel_stem`` holds a :class:`PixelStem`, which the model runs on the frames and adds to the
+      visual input it passes in (the decoder's own forward does not call it: a cached video keeps the sum).
       The per-token scores are returned (``token_logits``) so a trainer can supervise them directly
       (``loss_centre_weight``: cross-entropy towards the GT box centre split over its nearest cells).
     * ``mlp``: the plain head (MLP on ``q_i'`` -> sigmoid cxcywh, no position code): DETR's slow start,
@@ -201,6 +231,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
         temporal: bool = False,
         text_embeddings: bool = False,
         motion: bool = False,
+        pixel_stem: bool = False,
     ):
         super().__init__()
         if box_head not in DECODER_BOX_HEADS:
@@ -228,6 +259,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
         self.text_match = bool(text_match) and box_head == "reference"
         self.temporal = SpaceTimeMixer(dim) if temporal and box_head == "reference" else None
         self.motion = MotionFeatures(dim) if motion and box_head == "reference" else None
+        # the model adds its output to the visual input it hands over (in the LLM's width): see PixelStem
+        self.pixel_stem = PixelStem(llm_dim) if pixel_stem else None
         if self.text_match:
             # token . W(mean text): a text-conditioned linear score per visual token (zero-initialised)
             self.text_key = zero_start(nn.Linear(dim, dim))

@@ -52,6 +52,12 @@ def needed_attributes(query: GroundingQuery) -> tuple[str, ...] | None:
     return tuple(a for a in ATTRIBUTES if a in meta["needed"])
 
 
+def needed_groups(needed: Sequence[str]) -> list[str]:
+    """The ``by="needed"`` groups a query with these needed attributes belongs to: ``<attribute>-needed``
+    for each (a query needing two is in both), or ``shape only`` when it needs none."""
+    return [f"{a}-needed" for a in needed] or ["shape only"]
+
+
 def named_attributes(query: GroundingQuery) -> tuple[str, ...]:
     """The attributes a synthetic query's text names besides its shape (needed or not)."""
     words = set(query.query.split())
@@ -74,18 +80,14 @@ def attribute_scores(
     names (``shape``, ``colour``, ``size+motion`` ...), needed or not (the grouping of session 4).
     """
     by_qid = {p.qid: p for p in predictions}
-    groups: dict[str, list[GroundingQuery]] = {"shape only": []} | {f"{a}-needed": [] for a in ATTRIBUTES}
+    groups: dict[str, list[GroundingQuery]] = {name: [] for name in needed_groups(()) + needed_groups(ATTRIBUTES)}
     for q in queries:
         needed = needed_attributes(q)
         if needed is None:
             continue
-        if by == "named":
-            groups.setdefault("+".join(named_attributes(q)) or "shape", []).append(q)
-            continue
-        if not needed:
-            groups["shape only"].append(q)
-        for a in needed:
-            groups[f"{a}-needed"].append(q)
+        names = ["+".join(named_attributes(q)) or "shape"] if by == "named" else needed_groups(needed)
+        for name in names:
+            groups.setdefault(name, []).append(q)
     out: dict[str, dict[str, float]] = {}
     for name, group in groups.items():
         if not group:
@@ -203,7 +205,7 @@ def box_placement(queries: Sequence[GroundingQuery], predictions: Iterable[Groun
         if by == "size":
             groups = [] if needed else [f"shape only, {q.extra['synthetic']['size']}"]
         else:
-            groups = [f"{a}-needed" for a in needed] or ["shape only"]
+            groups = needed_groups(needed)
         for group in groups:
             counts = out.setdefault(group, dict.fromkeys(PLACEMENTS, 0))
             counts[where] += 1

@@ -27,7 +27,7 @@ from stvg_plugin.training import checkpoints as ckpt
 from stvg_plugin.training.dataset import TrainData
 from stvg_plugin.training.parts import has_lora, plain_state_dict
 from stvg_plugin.util.progress import progress_bar
-from stvg_plugin.util.threads import set_torch_threads
+from stvg_plugin.util.threads import ThreadGovernor, set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class TrainerConfig:
     keep_last: int = 2
     seed: int = 0
     num_threads: int | None = None  # None: the cores this process may use (util/threads.py)
+    # on CPU, run on fewer threads while other processes use this process's cores (util/threads.ThreadGovernor)
+    adapt_threads: bool = True
     mixed_precision: str = "auto"
     save_dtype: str = "auto"
     device: str = "auto"
@@ -131,7 +133,7 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(output_dir)
         self.data = data
-        set_torch_threads(cfg.num_threads)
+        threads = set_torch_threads(cfg.num_threads)
         self.mode = mixed_precision_mode(cfg.mixed_precision)
         self.save_dtype = save_dtype(cfg.save_dtype, self.mode)
         self.accelerator = Accelerator(
@@ -143,6 +145,8 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         set_seed(cfg.seed)
+        on_cpu = self.accelerator.device.type == "cpu"
+        self.governor = ThreadGovernor(threads if cfg.adapt_threads and on_cpu else 1)
         from accelerate.utils import DistributedType
 
         uniform = self.accelerator.distributed_type == DistributedType.FSDP
@@ -289,7 +293,8 @@ class Trainer:
         with (self.output_dir / LOG_NAME).open("a", encoding="utf-8") as fh:
             try:
                 while self.step < stop:
-                    last = self.train_step()
+                    with self.governor.measure():
+                        last = self.train_step()
                     last["time_s"] = round(time.perf_counter() - t0, 3)
                     if acc.is_main_process:
                         append_jsonl(fh, last)

@@ -55,6 +55,9 @@ class FrameFeatures:
     patch_grid_hw: tuple[int, int]
     #: indices into the P tokens that are grid cells (``None``: all); row newlines are not
     cell_index: torch.Tensor | None = None
+    #: the frames as the vision tower read them, ``[T, 3, H, W]`` (``None``: the backbone hands over none,
+    #: e.g. Qwen2.5-VL's pixel input is already cut into patches); the decoder's pixel stem reads these
+    pixels: torch.Tensor | None = None
 
 
 class BackboneAdapter(nn.Module):
@@ -185,10 +188,11 @@ class BackboneAdapter(nn.Module):
         counts = [int(self.count_frames(p)) for p in pixel_inputs]
         whole = self.frame_features(joined)
         tokens, patches = whole.tokens.split(counts), whole.patches.split(counts)
+        pixels = whole.pixels.split(counts) if whole.pixels is not None else [None] * len(counts)
         return [
             FrameFeatures(tokens=t, grid_hw=whole.grid_hw, patches=p, patch_grid_hw=whole.patch_grid_hw,
-                          cell_index=whole.cell_index)
-            for t, p in zip(tokens, patches)
+                          cell_index=whole.cell_index, pixels=x)
+            for t, p, x in zip(tokens, patches, pixels)
         ]
 
     def count_frames(self, pixel_inputs: dict[str, torch.Tensor]) -> int:

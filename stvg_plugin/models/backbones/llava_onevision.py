@@ -230,4 +230,5 @@ class LlavaOnevisionAdapter(BackboneAdapter):
             patches=patches,
             patch_grid_hw=patch_grid,
             cell_index=cells,
+            pixels=pixels.reshape(-1, *pixels.shape[2:]),
         )
