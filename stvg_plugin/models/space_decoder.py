@@ -126,7 +126,9 @@ class PixelStem(nn.Module):
     (4 px, then 2x2 of those) with a GELU between them read corners and edges inside each patch, which one
     linear patch embedding cannot; the result is pooled to the token grid when the strides do not land on
     it and added to the decoder's visual input through a zero-initialised layer (a new stem is a no-op).
-    Frames: ``[T, 3, H, W]`` as the backbone's processor normalised them.
+    Frames: ``[T, 3, H, W]`` as the backbone's processor normalised them. Measured over four training
+    seeds (session 10): mean m_vIoU +0.016, inside one run's noise, and the small targets' confusions did
+    not fall; an option (``decoder_pixel_stem``), not in the learning preset.
     """
 
     def __init__(self, out_dim: int, channels: int = 32, width: int = 64):

@@ -106,14 +106,14 @@ class ThreadGovernor:
     """Fewer torch threads while other processes hold this process's cores; all of them again once they leave.
 
     Why: an OpenMP team waits at the end of every operation for its slowest thread. On an idle machine a
-    long spin before sleeping is what makes 2 threads pay (the demo's step 0.166 s with ``GOMP_SPINCOUNT``
+    long spin before sleeping is what makes 2 threads pay (the demo's step 0.167 s with ``GOMP_SPINCOUNT``
     30000 against 0.211 s with 1000; BENCHMARKS.md, session 10); with another CPU-bound process on the
     cores, the spinning threads and that process take turns and the step collapses (with three such
     processes 3.2 s against 1.1 s). One thread has no team to wait for. So the trainer measures, during its
     own steps, how much of its cores other processes used (``/proc/stat``'s busy time of the cores in this
     process's affinity, less this process's own CPU time) and, every ``window_s`` seconds of steps, runs on
-    the cores left over: all threads while others use less than ``busy_core`` of a core, else
-    ``round(cores - others)`` (at least 1). Where ``/proc/stat`` cannot be read (not Linux) or only one
+    the cores left over: all threads while others use less than ``busy_core`` of a core, else the whole
+    cores left, ``floor(cores - others)`` (at least 1). Where ``/proc/stat`` cannot be read (not Linux) or only one
     thread was asked for, it does nothing.
     """
 
@@ -149,7 +149,8 @@ class ThreadGovernor:
         """Set the thread count for ``others`` cores' worth of other processes' CPU use; returns it."""
         want = self.max_threads
         if others >= self.busy_core:
-            want = max(1, min(self.max_threads, round(len(self.cpus) - others)))
+            # the whole cores left over: a core shared with another process makes the team wait for it
+            want = max(1, min(self.max_threads, int(len(self.cpus) - others)))
         if want != self.threads:
             import torch
 
