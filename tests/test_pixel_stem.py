@@ -86,6 +86,8 @@ def test_joined_videos_get_their_own_frames(synth_dir):
         joined = model.backbone.frame_features_many(inputs)
     for got, one in zip(joined, inputs):
         assert torch.equal(got.pixels, one["pixel_values_videos"][0])
+    plain = build_tiny_model({**STEM, "decoder_pixel_stem": False})  # no stem: the frames are not kept
+    assert plain.backbone.frame_features(inputs[0]).pixels is None
 
 
 def test_pixel_stem_round_trips_and_refuses_what_cannot_work(synth_dir, tmp_path):

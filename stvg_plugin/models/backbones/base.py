@@ -67,6 +67,8 @@ class BackboneAdapter(nn.Module):
     vlm_class: ClassVar[type[PreTrainedModel]]
     #: special token (in the tokenizer) whose id marks visual positions in a prefix layout
     visual_token: ClassVar[str] = "<image>"
+    #: whether :meth:`frame_features` hands over the frames (``FrameFeatures.pixels``); set by ``configure``
+    keep_pixels: bool = False
 
     def __init__(self, vlm: PreTrainedModel):
         super().__init__()

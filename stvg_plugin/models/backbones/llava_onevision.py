@@ -168,6 +168,9 @@ class LlavaOnevisionAdapter(BackboneAdapter):
         if pool not in ("bilinear", "average"):
             raise ValueError(f"video pooling {pool!r} is not supported (bilinear | average)")
         self.pool_mode, self.newline = pool, newline
+        # the frames ride along in FrameFeatures only for the decoder's pixel stem: kept otherwise, a
+        # micro-batch's joined frames would stay alive through the LLM's forward and backward
+        self.keep_pixels = bool(getattr(config, "decoder_pixel_stem", False))
 
     def preprocess_frames(self, processor: Any, frames: np.ndarray) -> dict[str, torch.Tensor]:
         pixels = pixels_without_resize(processor, frames)
@@ -230,5 +233,5 @@ class LlavaOnevisionAdapter(BackboneAdapter):
             patches=patches,
             patch_grid_hw=patch_grid,
             cell_index=cells,
-            pixels=pixels.reshape(-1, *pixels.shape[2:]),
+            pixels=pixels.reshape(-1, *pixels.shape[2:]) if self.keep_pixels else None,
         )
