@@ -58,6 +58,59 @@ def test_space_decoder_shapes_and_ranges():
 
 
 @pytest.mark.numerics
+@pytest.mark.parametrize("queries, keys", [(1, 20), (12, 5)], ids=["query-in-key-space", "projected-keys"])
+def test_cross_attention_equals_torch_multihead_attention(queries, keys):
+    """``CrossAttentionBlock.attend`` is ``nn.MultiheadAttention`` (its own forward is the reference): output
+    and gradients, with padded keys, in both of its ways (few queries: the query moves into the keys'
+    space, the key bias cancels and the value bias passes through; many: projected keys and values)."""
+    from stvg_plugin.models.space_decoder import CrossAttentionBlock
+
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(dim=16, heads=2, mlp_ratio=2)
+    with torch.no_grad():  # torch starts both biases at zero: make them count
+        block.attn.in_proj_bias.normal_()
+        block.attn.out_proj.bias.normal_()
+    x, kv = torch.randn(3, queries, 16, requires_grad=True), torch.randn(3, keys, 16, requires_grad=True)
+    pad = torch.zeros(3, keys, dtype=torch.bool)
+    pad[1, keys // 2 :] = True
+    for key_pad in (None, pad):
+        ours = block.attend(x, kv, key_pad)
+        ref = block.attn(x, kv, kv, key_padding_mask=key_pad, need_weights=False)[0]
+        assert_tensors_close(ours, ref, "attention output")
+        weights = torch.randn_like(ref)
+        grads_ours = torch.autograd.grad((ours * weights).sum(), [x, kv, block.attn.in_proj_weight])
+        grads_ref = torch.autograd.grad((ref * weights).sum(), [x, kv, block.attn.in_proj_weight])
+        for name, a, b in zip(("x", "kv", "in_proj_weight"), grads_ours, grads_ref):
+            assert_tensors_close(a, b, f"gradient of {name}")
+
+
+@pytest.mark.numerics
+def test_space_decoder_reads_each_frame_against_its_own_videos_text():
+    """The text cross-attention runs once per video over all its frames' tokens (not once per frame with
+    the text copied T times): each frame's output must equal that frame decoded alone with its video's
+    text, and the videos of a batch (different texts, one padded) must not read each other's text."""
+    torch.manual_seed(0)
+    dec = QueryGuidedSpaceDecoder(llm_dim=16, dim=16, heads=2, layers=2, text_match=True, text_embeddings=True)
+    dec._init_reference_head()
+    with torch.no_grad():  # the zero-started text match must take part
+        dec.text_key.weight.normal_()
+        dec.relevance_from_match.weight.fill_(1.0)
+    b, t, p, length = 3, 4, 6, 5
+    visual, queries = torch.randn(b, t, p, 16), torch.randn(b, t, 16)
+    text, embeds = torch.randn(b, length, 16), torch.randn(b, length, 16)
+    pad = torch.zeros(b, length, dtype=torch.bool)
+    pad[1, 3:] = True
+    whole = dec(visual, queries, text, pad, grid_hw=(2, 3), text_embeds=embeds)
+    for i in range(t):
+        alone = dec(visual[:, i : i + 1], queries[:, i : i + 1], text, pad, grid_hw=(2, 3), text_embeds=embeds)
+        assert_tensors_close(whole.boxes[:, i], alone.boxes[:, 0], f"boxes of frame {i}")
+        assert_tensors_close(whole.relevance_logits[:, i], alone.relevance_logits[:, 0], f"relevance of frame {i}")
+        assert_tensors_close(whole.token_logits[:, i], alone.token_logits[:, 0], f"token scores of frame {i}")
+    swapped = dec(visual, queries, text.flip(0), pad.flip(0), grid_hw=(2, 3), text_embeds=embeds.flip(0))
+    assert not tensors_close(whole.token_logits[0], swapped.token_logits[0])
+
+
+@pytest.mark.numerics
 def test_text_match_starts_neutral_ignores_padding_and_scores_the_matching_token():
     """``text_match``: zero-initialised (same output as without it), pads excluded from the text mean,
     and once set, the frame's best match moves the relevance logit."""

@@ -159,9 +159,43 @@ class CrossAttentionBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_pad: torch.Tensor | None = None) -> torch.Tensor:
-        kv = self.norm_kv(context)
-        x = x + self.attn(self.norm_q(x), kv, kv, key_padding_mask=context_pad, need_weights=False)[0]
+        x = x + self.attend(self.norm_q(x), self.norm_kv(context), context_pad)
         return x + self.ffn(self.norm_ffn(x))
+
+    def attend(self, x: torch.Tensor, kv: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """``self.attn(x, kv, kv, key_padding_mask=pad)`` (no dropout), computed without its batch-first
+        transposes, and for few queries over many keys without projecting the keys at all.
+
+        Why: the decoder's query token of each frame attends to the frame's 64+ visual tokens; projecting
+        all of them to keys and values (and nn.MultiheadAttention's copies to sequence-first layout and
+        back) was the largest single cost of the demo's training step after the LLM. Per head
+        ``q . (W_k v + b_k) = (W_k^T q) . v + const`` (the constant cancels in the softmax) and
+        ``sum_j a_j (W_v v_j + b_v) = W_v (sum_j a_j v_j) + b_v``, so with ``Lq * heads <= dim`` the
+        query moves into the keys' space instead (exact up to float rounding; the same parameters, so
+        checkpoints are unchanged). ``x`` ``[N, Lq, E]``, ``kv`` ``[N, Lk, E]``, ``pad`` ``[N, Lk]`` True = pad.
+        """
+        attn = self.attn
+        heads, dim = attn.num_heads, x.shape[-1]
+        head_dim = dim // heads
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+        q = nn.functional.linear(x, w_q, b_q).unflatten(-1, (heads, head_dim)).transpose(1, 2)  # [N, h, Lq, d]
+        keep = None if pad is None else ~pad[:, None, None, :]  # [N, 1, 1, Lk] True = attend
+        if x.shape[1] * heads <= dim:
+            n, lq = x.shape[:2]
+            # heads and queries share one axis, so the keys are read as they lie (a broadcast over a head
+            # axis would copy them once per head)
+            q_in_key_space = (q @ w_k.reshape(heads, head_dim, dim)).reshape(n, heads * lq, dim)
+            scores = (q_in_key_space @ kv.transpose(1, 2)) / math.sqrt(head_dim)  # [N, h*Lq, Lk]
+            if keep is not None:
+                scores = scores.masked_fill(~keep[:, 0], float("-inf"))
+            pooled = (scores.softmax(dim=-1) @ kv).reshape(n, heads, lq, dim)
+            out = pooled @ w_v.reshape(heads, head_dim, dim).transpose(-1, -2) + b_v.reshape(heads, 1, head_dim)
+        else:
+            k = nn.functional.linear(kv, w_k, b_k).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+            v = nn.functional.linear(kv, w_v, b_v).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        return attn.out_proj(out.transpose(1, 2).flatten(2))
 
 
 def grid_shape(tokens: int) -> tuple[int, int]:
@@ -331,10 +365,14 @@ class QueryGuidedSpaceDecoder(nn.Module):
         txt = self.text_proj(text)
         if self.text_embed_proj is not None:
             txt = txt + self.text_embed_proj(text_embeds)
-        txt = txt[:, None].expand(b, t, *txt.shape[1:]).reshape(b * t, txt.shape[1], -1)
-        pad = None if text_pad is None else text_pad[:, None].expand(b, t, -1).reshape(b * t, -1)
+        if txt.shape[0] != b:  # one text for all the videos (a batch of 1 broadcasts)
+            txt = txt.expand(b, -1, -1)
+            text_pad = None if text_pad is None else text_pad.expand(b, -1)
         for v_block, q_block in zip(self.visual_from_text, self.query_from_visual):
-            v = v_block(v, txt, pad)
+            # every visual token attends to its video's text on its own, so one call per video over all
+            # its frames' tokens is the per-frame call exactly, without the text's keys and values
+            # projected once per frame (the batched training step: ~T x less of that work)
+            v = v_block(v.reshape(b, t * p, -1), txt, text_pad).reshape(b * t, p, -1)
             q = q_block(q, v)
         q = self.out_norm(q)  # [BT, 1, dim]
         relevance = self.relevance_head(q).reshape(b, t)
@@ -343,12 +381,13 @@ class QueryGuidedSpaceDecoder(nn.Module):
         vn = self.visual_norm(v)
         scores = self.score_mlp(vn + self.score_query(q)).squeeze(-1)  # [BT, P]
         if self.text_match:
-            if pad is None:
+            if text_pad is None:
                 text_mean = txt.mean(dim=1)
             else:
-                keep = (~pad).unsqueeze(-1).to(txt.dtype)
+                keep = (~text_pad).unsqueeze(-1).to(txt.dtype)
                 text_mean = (txt * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
-            match = (vn @ self.text_key(text_mean).unsqueeze(-1)).squeeze(-1) / math.sqrt(vn.shape[-1])  # [BT, P]
+            key = self.text_key(text_mean).unsqueeze(-1)  # [B, dim, 1]: one per video
+            match = (vn.reshape(b, t * p, -1) @ key).reshape(b * t, p) / math.sqrt(vn.shape[-1])  # [BT, P]
             scores = scores + match
             best = match.max(dim=-1, keepdim=True).values  # "some token of this frame matches the text"
             relevance = relevance + self.relevance_from_match(best).reshape(b, t)
