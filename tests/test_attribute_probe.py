@@ -164,6 +164,8 @@ def test_box_placement_tells_where_the_misses_go():
     assert box_placement([_query("x", "the red square", [])], [_pred("x", 10.0)]) == {}  # no others recorded
     with pytest.raises(ValueError, match="'needed' or 'size'"):
         box_placement(qs, preds, by="colour")
+    with pytest.raises(ValueError, match="'needed' or 'named'"):  # once read as "needed"
+        attribute_scores(qs, preds, by="size")
 
 
 def test_synthetic_queries_record_the_other_objects_their_text_does_not_describe(tmp_path):

@@ -79,6 +79,8 @@ def attribute_scores(
     two attributes is in both of their groups). ``by="named"``: one group per set of attributes the text
     names (``shape``, ``colour``, ``size+motion`` ...), needed or not (the grouping of session 4).
     """
+    if by not in ("needed", "named"):
+        raise ValueError(f"attribute_scores groups by 'needed' or 'named', not {by!r}")
     by_qid = {p.qid: p for p in predictions}
     groups: dict[str, list[GroundingQuery]] = {name: [] for name in needed_groups(()) + needed_groups(ATTRIBUTES)}
     for q in queries:
