@@ -150,6 +150,9 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
         adapter_cls = get_backbone(config.backbone)
         self.backbone = backbone if backbone is not None else adapter_cls.from_config(config.vlm_config)
         self.backbone.configure(config)
+        if config.decoder_pixel_stem and not self.backbone.can_hand_over_pixels:
+            raise ValueError(f"decoder_pixel_stem reads the frames' pixels; the {config.backbone} backbone hands "
+                             "over none (turn decoder_pixel_stem off)")
         d = self.backbone.hidden_size
         self.st_query_embed = nn.Embedding(config.max_frames + 1, d)
         self.space_decoder = QueryGuidedSpaceDecoder(
@@ -247,9 +250,6 @@ class SpaceVLLMForGrounding(SpaceVLLMPreTrainedModel):
             stem = self.space_decoder.pixel_stem
             if stem is None:
                 return features.patches, features.patch_grid_hw
-            if features.pixels is None:
-                raise ValueError(f"decoder_pixel_stem reads the frames' pixels; the {self.config.backbone} "
-                                 "backbone hands over none (turn decoder_pixel_stem off)")
             fine = stem(features.pixels, features.patch_grid_hw)
             return features.patches + fine.to(features.patches.dtype), features.patch_grid_hw
         if source == "projected":

@@ -67,6 +67,9 @@ class BackboneAdapter(nn.Module):
     vlm_class: ClassVar[type[PreTrainedModel]]
     #: special token (in the tokenizer) whose id marks visual positions in a prefix layout
     visual_token: ClassVar[str] = "<image>"
+    #: whether :meth:`frame_features` can hand over the frames (``FrameFeatures.pixels``) at all, for the
+    #: decoder's pixel stem (a model asking for the stem on a backbone without them is refused when built)
+    can_hand_over_pixels: ClassVar[bool] = False
     #: whether :meth:`frame_features` hands over the frames (``FrameFeatures.pixels``); set by ``configure``
     keep_pixels: bool = False
 

@@ -66,6 +66,7 @@ class LlavaOnevisionAdapter(BackboneAdapter):
     name: ClassVar[str] = "llava_onevision"
     vlm_class = LlavaOnevisionForConditionalGeneration
     visual_token: ClassVar[str] = "<image>"
+    can_hand_over_pixels: ClassVar[bool] = True
 
     @staticmethod
     def tiny_config(vocab_size: int, special_ids: dict[str, int]) -> LlavaOnevisionConfig:
