@@ -90,7 +90,7 @@ def test_joined_videos_get_their_own_frames(synth_dir):
     assert plain.backbone.frame_features(inputs[0]).pixels is None
 
 
-def test_pixel_stem_round_trips_and_refuses_what_cannot_work(synth_dir, tmp_path):
+def test_pixel_stem_round_trips_and_refuses_what_cannot_work(tmp_path):
     model = build_tiny_model(STEM)
     _randomise(model.space_decoder.pixel_stem)
     model.save_pretrained(tmp_path / "m")
