@@ -30,3 +30,15 @@ def test_run_all_quick_reports_every_benchmark(tmp_path: Path) -> None:
     failed = [f"{r['bench']}: {r['details']}" for r in rows if r["name"] == "(failed)"]
     assert not failed, "\n".join(failed)
     assert all(isinstance(r["ratio"], (int, float)) for r in rows)
+
+
+def test_space_decoder_bench_reports_both_attentions(capsys) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import bench_space_decoder
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    assert bench_space_decoder.main(["--rounds", "1", "--videos", "2", "--frames", "2", "--tokens", "4"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["name"] for r in rows] == ["space_decoder_text_attention", "space_decoder_query_attention"]
+    assert all(r["ratio"] > 0 for r in rows)
