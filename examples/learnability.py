@@ -142,6 +142,9 @@ def main() -> None:
                    "same_shape_distractors": args.train_same_shape}
     if args.ablation_only:
         train_ann, val_ann = out / "synth_train" / "annotations.jsonl", out / "synth_val" / "annotations.jsonl"
+        if not (out / "results.json").is_file() or not train_ann.is_file() or not val_ann.is_file():
+            sys.exit(f"--ablation-only adds to an earlier run: {out} holds no results.json and synthetic data "
+                     "(run examples/learnability.py --out OUT --no-ablation first, then --ablation-only with that OUT)")
         results = json.loads((out / "results.json").read_text(encoding="utf-8"))
         results["text_boxes"] = train_and_score("text_boxes", out, train_ann, val_ann, ["model.box_head=text"],
                                                 args.max_steps, ("+model.max_new_tokens_text_boxes=600",), swap=False)

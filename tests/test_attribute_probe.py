@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -230,7 +232,7 @@ def test_same_shape_distractors_make_the_other_words_needed():
             assert len(needed) == 1 or len(text.split()) > 3
 
 
-def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_path):
+def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_path, monkeypatch):
     """examples/learnability.py's word-swap step loads the checkpoint through the core's loader (it imported
     ``load_grounder`` from its old module and crashed after training, losing the run's results)."""
     import importlib.util
@@ -262,3 +264,12 @@ def test_learnability_script_runs_the_word_swap_test_on_a_saved_checkpoint(tmp_p
     # every query placed once in its needed-attribute groups (the generator records the other objects)
     assert sum(sum(v.values()) for v in scored["placement"].values()) >= len(queries)
     assert set(scored["scores"]) == set(learnability.KEYS) and 0.0 <= scored["scores"]["m_tIoU"] <= 1.0
+    # the recipe is the demo's (one home): conf/demo.yaml's train_model and train_overrides
+    import yaml
+
+    demo = yaml.safe_load((path.parents[1] / "conf" / "demo.yaml").read_text())
+    assert learnability.TRAINER == demo["train_overrides"] and learnability.MODEL == [f"model={demo['train_model']}"]
+    # --ablation-only on a folder without an earlier run: one line saying what it needs (it was a traceback)
+    monkeypatch.setattr(sys, "argv", ["learnability.py", "--out", str(tmp_path / "empty"), "--ablation-only"])
+    with pytest.raises(SystemExit, match="adds to an earlier run"):
+        learnability.main()
