@@ -13,7 +13,8 @@ ratios (the machine is shared: a neighbour's load hits both contenders of a roun
   forward + backward of the batch, one example at a time vs together, on one model (see
   :func:`real_forward_backward`).
 
-    python bench/bench_train_step.py [--threads 2] [--rounds 5]
+    python bench/bench_train_step.py [--threads 2] [--rounds 5] [--model spacevllm_tiny]
+    python bench/bench_train_step.py --optimizer   # batched steps: per-parameter AdamW loop vs fused
     python bench/bench_train_step.py --real --num-layers 1 --num-frames 2 --rounds 1
 """
 
@@ -34,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # the demo's trainer settings (conf/demo.yaml's train_overrides), batch and accumulation set per contender
 DEMO_TRAINER = {"lr": 3e-3, "warmup_steps": 30, "max_grad_norm": 5.0, "max_steps": 1000, "num_workers": 1,
                 "device": "cpu", "loss_weights": {"lm": 0.3, "centre": 8.0}}
+MODEL_NAMES = {"spacevllm_tiny_learn": "spacevllm_tiny_learn (the demo's model), 16 frames of 64x64",
+               "spacevllm_tiny": "spacevllm_tiny (the tiny preset), 8 frames of 32x32"}
 DEMO_MIX = {"task_weights": {"stvg": 1.0, "rec": 0.3}, "derive_tasks": ["rec"]}
 
 
@@ -47,17 +50,20 @@ def _queries(tmp: Path, num_videos: int):
 
 
 def tiny_trainers(tmp: Path, threads: int | None, batch: int, names: tuple[str, ...] = ("per_example", "batched"),
-                  num_videos: int = 16):
-    """The contenders (``per_example``, ``batched``) on the demo's model and data (``num_videos`` synthetic)."""
+                  num_videos: int = 16, model: str = "spacevllm_tiny_learn"):
+    """The contenders (``per_example``, ``batched``; ``batched_adamw_loop``: batched with torch's per-parameter
+    AdamW instead of the fused one) on a model config (``conf/model/<model>.yaml``; default
+    the demo's) and the demo's data (``num_videos`` synthetic)."""
     from stvg_plugin.training import prepare
 
-    spec = yaml.safe_load((ROOT / "conf" / "model" / "spacevllm_tiny_learn.yaml").read_text())
+    spec = yaml.safe_load((ROOT / "conf" / "model" / f"{model}.yaml").read_text())
     queries = _queries(tmp / "synth", num_videos)
     out = {}
-    shapes = {"per_example": (1, batch), "batched": (batch, 1)}
+    shapes = {"per_example": (1, batch, {}), "batched": (batch, 1, {}),
+              "batched_adamw_loop": (batch, 1, {"fused_optimizer": False})}
     for name in names:
-        batch_size, grad_accum = shapes[name]
-        cfg = {**DEMO_TRAINER, "num_threads": threads, "batch_size": batch_size, "grad_accum": grad_accum}
+        batch_size, grad_accum, extra = shapes[name]
+        cfg = {**DEMO_TRAINER, "num_threads": threads, "batch_size": batch_size, "grad_accum": grad_accum, **extra}
         out[name] = prepare(spec, queries, tmp / name, trainer=cfg, resume=None, **DEMO_MIX)
     return out
 
@@ -110,6 +116,7 @@ def real_forward_backward(tmp: Path, threads: int, batch: int, num_layers: int, 
 
 
 def run(trainers: dict, rounds: int, warmup: int = 1) -> dict:
+    """Optimizer steps in turns; the first trainer is the baseline, the second the contender."""
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for r in range(warmup + rounds):
         for name, t in trainers.items():
@@ -117,8 +124,9 @@ def run(trainers: dict, rounds: int, warmup: int = 1) -> dict:
             t.train_step()
             if r >= warmup:
                 times[name].append(time.perf_counter() - t0)
-    ratios = [a / b for a, b in zip(times["per_example"], times["batched"])]
-    return {"per_example_s": statistics.median(times["per_example"]), "batched_s": statistics.median(times["batched"]),
+    base, other = times.values()
+    ratios = [a / b for a, b in zip(base, other)]
+    return {**{f"{name}_s": statistics.median(ts) for name, ts in times.items()},
             "ratio": statistics.median(ratios), "ratios": [round(x, 2) for x in ratios]}
 
 
@@ -130,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", action="store_true", help="the real-width reduced-depth LLaVA-Video preset")
     ap.add_argument("--num-layers", type=int, default=1)
     ap.add_argument("--num-frames", type=int, default=2)
+    ap.add_argument("--model", default="spacevllm_tiny_learn",
+                    help="conf/model/<name>.yaml for the tiny contenders (default: the demo's model; "
+                         "spacevllm_tiny: the tiny preset, 8 frames of 32x32, the decoder without the demo model's extras)")
+    ap.add_argument("--optimizer", action="store_true",
+                    help="batched steps with torch's per-parameter AdamW loop vs the fused AdamW (the trainer's default)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,12 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             what = f"spacevllm_7b at {args.num_layers} layer(s), {args.num_frames} frames of 384x384, fp32"
             step = "forward + backward"
         else:
-            row = run(tiny_trainers(Path(tmp), args.threads, args.batch), args.rounds)
-            what = "spacevllm_tiny_learn (the demo's model), 16 frames of 64x64"
+            names = ("batched_adamw_loop", "batched") if args.optimizer else ("per_example", "batched")
+            row = run(tiny_trainers(Path(tmp), args.threads, args.batch, names, model=args.model), args.rounds)
+            what = MODEL_NAMES.get(args.model, args.model)
             step = "optimizer step"
     row = {"name": "train_step_batched", "model": what, "batch": args.batch, "threads": args.threads, **row}
     print(f"{step} over {args.batch} examples, {what}, {args.threads} thread(s)")
-    print(f"  per-example micro-steps: {row['per_example_s']:.3f} s   batched: {row['batched_s']:.3f} s   "
+    base = "batched_adamw_loop" if args.optimizer else "per_example"
+    print(f"  {base}: {row[base + '_s']:.3f} s   batched: {row['batched_s']:.3f} s   "
           f"ratio {row['ratio']:.2f}x (per round {row['ratios']})")
     print(json.dumps(row))
     return 0

@@ -57,6 +57,42 @@ def test_resume_continues_with_identical_losses(synth_dir: Path, tmp_path: Path)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.numerics
+def test_fused_adamw_is_the_default_and_takes_the_loops_steps(synth_dir: Path, tmp_path: Path) -> None:
+    """The trainer steps with torch's fused AdamW unless ``trainer.fused_optimizer=false`` (torch's loop over
+    the parameters), and both take the same steps: the logged losses and gradient norms of three steps agree
+    to float rounding. (Weights are not compared element by element: Adam's first update is ~lr * sign(g),
+    so an element whose gradient is rounding noise around 0 may move either way.)"""
+    qs = _queries(synth_dir)
+    runs = {}
+    for name, setting in {"fused": {}, "loop": {"fused_optimizer": False}}.items():
+        t = prepare(TINY, qs, tmp_path / name, trainer={**FAST, "max_steps": 3, **setting}, resume=None)
+        assert t.optimizer.optimizer.defaults["fused"] is (name == "fused")  # accelerate wraps torch's optimizer
+        runs[name] = [t.train_step() for _ in range(3)]
+    for ra, rb in zip(runs["loop"], runs["fused"]):
+        for key in ("loss", "loss_l1", "loss_giou", "loss_relevance", "grad_norm"):
+            assert_tensors_close(torch.tensor(rb[key]), torch.tensor(ra[key]), f"step {ra['step']} {key}", scale=1.0)
+    assert runs["fused"][2]["loss"] != runs["fused"][0]["loss"]  # the steps changed the model
+
+
+def test_fused_adamw_only_where_torch_has_the_kernel() -> None:
+    """DeepSpeed brings its own optimizer step; parameters off CPU/CUDA (here: meta) have no fused kernel."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from stvg_plugin.training.trainer import can_fuse_adamw
+
+    def acc(kind: DistributedType, device: str = "cpu") -> SimpleNamespace:
+        return SimpleNamespace(distributed_type=kind, device=torch.device(device))
+
+    cpu = [torch.nn.Parameter(torch.zeros(3))]
+    assert can_fuse_adamw(cpu, acc(DistributedType.NO))
+    assert not can_fuse_adamw(cpu, acc(DistributedType.DEEPSPEED))
+    assert not can_fuse_adamw([torch.nn.Parameter(torch.zeros(3, device="meta"))], acc(DistributedType.NO))
+    assert not can_fuse_adamw(cpu, acc(DistributedType.NO, "meta"))
+
+
 def test_centre_loss_and_temporal_mixer_train_and_reload(synth_dir: Path, tmp_path: Path) -> None:
     """The opt-in centre cross-entropy is logged and trained on; the space-time mixer leaves its zero
     init, and the checkpoint reloads with it."""
