@@ -75,6 +75,15 @@ def test_fused_adamw_is_the_default_and_takes_the_loops_steps(synth_dir: Path, t
     assert runs["fused"][2]["loss"] != runs["fused"][0]["loss"]  # the steps changed the model
 
 
+def test_training_bar_writes_a_few_records_to_a_log(synth_dir: Path, tmp_path: Path, capsys) -> None:
+    """Written to a file (here pytest's captured stderr), the training bar draws at its rate limit, not at
+    every step, and its last record carries the losses."""
+    fit(TINY, _queries(synth_dir), tmp_path / "run", trainer={**FAST, "grad_accum": 1, "max_steps": 30}, resume=None)
+    records = [r for r in capsys.readouterr().err.split("\r") if r.startswith("training")]
+    assert records and "30/30" in records[-1] and "loss=" in records[-1], records[-3:]
+    assert len(records) <= 4, len(records)
+
+
 def test_fused_adamw_only_where_torch_has_the_kernel() -> None:
     """DeepSpeed brings its own optimizer step; parameters off CPU/CUDA (here: meta) have no fused kernel."""
     from types import SimpleNamespace

@@ -320,8 +320,10 @@ class Trainer:
                     if acc.is_main_process:
                         append_jsonl(fh, last)
                     bar.update(1)
+                    # refresh=False: the bar's own rate limit draws it (a postfix that refreshes wrote
+                    # one record per step into a log file: 5 200 in the demo's training log)
                     bar.set_postfix(loss=f"{last['loss']:.3f}", rel=f"{last['loss_relevance']:.3f}",
-                                    giou=f"{last['loss_giou']:.3f}")
+                                    giou=f"{last['loss_giou']:.3f}", refresh=False)
                     if cfg.save_every > 0 and self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
                         self.save_checkpoint()
             finally:
