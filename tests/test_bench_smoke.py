@@ -42,3 +42,21 @@ def test_space_decoder_bench_reports_both_attentions(capsys) -> None:
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["name"] for r in rows] == ["space_decoder_text_attention", "space_decoder_query_attention"]
     assert all(r["ratio"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("args", [["--model", "spacevllm_tiny"], ["--optimizer"]])
+def test_train_step_bench_reports_its_contenders(args: list[str], capsys) -> None:
+    """The batched-step bench on the tiny preset, and the fused-vs-loop AdamW comparison (one round)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import bench_train_step
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    assert bench_train_step.main(["--rounds", "1", "--batch", "2", "--threads", "1", *args]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    base = "batched_adamw_loop" if "--optimizer" in args else "per_example"
+    assert row[f"{base}_s"] > 0 and row["batched_s"] > 0 and row["ratio"] > 0
+    if "--optimizer" in args:
+        assert row["batched_adamw_loop_optimizer_ms"] > 0 and row["batched_optimizer_ms"] > 0
+    else:
+        assert row["model"].startswith("spacevllm_tiny (the tiny preset)")

@@ -129,9 +129,10 @@ def can_fuse_adamw(params: list[torch.nn.Parameter], accelerator) -> bool:
     """Whether torch's fused AdamW takes these parameters' step (floating point, on CPU or CUDA, no DeepSpeed).
 
     Why: on CPU torch's default AdamW loops over the parameters, several operator calls each: clipping and
-    the step took 4.4 ms of the demo model's ~140 ms step (136 parameter tensors), 1.4 ms fused (BENCHMARKS.md
-    "fused optimizer"). The fused kernel computes the same update; a checkpoint's optimizer state loads
-    into either.
+    the step take 6.8-8.6 ms for the demo model's 136 parameter tensors, 2.3-2.5 ms fused (BENCHMARKS.md
+    "fused optimizer"; the whole tiny step gains only ~1.04x). transformers' Trainer defaults to the fused
+    kernel too (``adamw_torch_fused`` for torch >= 2.8). It computes the same update; a checkpoint's optimizer
+    state loads into either.
     """
     from accelerate.utils import DistributedType
 
